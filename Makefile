@@ -1,0 +1,54 @@
+# segtool: `make demo` and `make test` do everything on a fresh Debian/Ubuntu
+# machine with Go 1.26: they install what is missing first (make deps).
+
+GO      ?= go
+BIN     := bin/segtool
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_PKGS := libopencv-dev pkg-config g++
+DEMO    ?= demo
+
+.PHONY: all deps build test demo bench accept fmt vet clean
+
+all: build
+
+# System packages only when they cannot be found; quiet and quick otherwise.
+deps:
+	@if ! command -v pkg-config >/dev/null 2>&1 || ! pkg-config --exists opencv4 || ! command -v g++ >/dev/null 2>&1; then \
+		echo "make deps: installing $(APT_PKGS) with apt-get (OpenCV for gocv)"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(APT_PKGS) >/dev/null; \
+	fi
+	@$(GO) mod download
+
+build: deps
+	$(GO) build -o $(BIN) ./cmd/segtool
+
+vet: deps
+	$(GO) vet ./...
+
+# The tests: gradients against finite differences, model files, resume, data
+# loading, the command line end to end.
+test: deps
+	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+	$(GO) vet ./...
+	$(GO) test -count=1 ./...
+
+# The embedded default: generated shapes, an auto-encoder trained on them,
+# and a grid of reconstructions to look at.
+demo: build
+	$(BIN) data shapes --out $(DEMO)/shapes --n 400 --size 64 --frames 120
+	$(BIN) train --config configs/ae-shapes.yaml --data $(DEMO)/shapes --out $(DEMO)/ae-run --force
+	$(BIN) eval --model $(DEMO)/ae-run/best.safetensors --data $(DEMO)/shapes
+	$(BIN) reconstruct --model $(DEMO)/ae-run/best.safetensors --input $(DEMO)/shapes --n 16 --out $(DEMO)/reconstructions.png
+	@echo; echo "Look at: $(DEMO)/reconstructions.png (top rows: inputs, below each: the auto-encoder's reconstruction)"
+
+# Kernel micro-benchmarks (the PyTorch side-by-side comes with the fast-kernel work).
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchmem ./nn/ops/
+
+# Long acceptance runs (minutes): MNIST auto-encoder against PCA-16.
+accept: build
+	./scripts/accept-ae-mnist.sh
+
+clean:
+	rm -rf bin $(DEMO)

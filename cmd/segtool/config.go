@@ -1,0 +1,195 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/segtool/segtool/ae"
+	"github.com/segtool/segtool/nn"
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is a training run's YAML file. Unknown keys and wrong types are
+// errors; every field has a default so a config names only what it changes.
+type Config struct {
+	// Task is "ae" (the reconstruction auto-encoder).
+	Task string `yaml:"task"`
+	// Name is the run's name: its directory is runs/<name> unless --out says
+	// otherwise. Default: the config file's name.
+	Name  string      `yaml:"name"`
+	Data  DataConfig  `yaml:"data"`
+	Model ModelConfig `yaml:"model"`
+	Train TrainConfig `yaml:"train"`
+}
+
+// DataConfig says where the images are and what size they are trained at.
+type DataConfig struct {
+	// Train is "mnist" (the training split of MNIST) or a folder of images
+	// (its images/ subfolder if there is one).
+	Train string `yaml:"train"`
+	// Val is "mnist:test" or a folder; empty holds out val_fraction of Train.
+	Val string `yaml:"val"`
+	// ValFraction of Train is held out for validation when Val is empty
+	// (default 0.1).
+	ValFraction *float64 `yaml:"val_fraction"`
+	// Channels is 1 (grey) or 3 (RGB; default 3, 1 for MNIST).
+	Channels int `yaml:"channels"`
+	// Height, Width: images are resized to this (default 64x64; MNIST 28x28).
+	Height int `yaml:"height"`
+	Width  int `yaml:"width"`
+	// Limit trains on the first Limit images only (0: all).
+	Limit int `yaml:"limit"`
+}
+
+// ModelConfig is the architecture.
+type ModelConfig struct {
+	// Base width (default 16) and Depth (default 4, or 2 for 28x28 MNIST)
+	// of the encoder; the decoder mirrors it.
+	Base  int `yaml:"base"`
+	Depth int `yaml:"depth"`
+	// Norm is "batch" (default) or "none".
+	Norm string `yaml:"norm"`
+	// Latent is the size of the auto-encoder's code (default 16; 0: the
+	// convolutional bottleneck itself).
+	Latent *int `yaml:"latent"`
+	// Loss is "bce" (default) or "mse".
+	Loss string `yaml:"loss"`
+	// Noise is the std of the input noise for a denoising AE (default 0).
+	Noise float64 `yaml:"noise"`
+}
+
+// TrainConfig is the optimisation.
+type TrainConfig struct {
+	Epochs      int     `yaml:"epochs"`       // default 10
+	Batch       int     `yaml:"batch"`        // default 32
+	LR          float64 `yaml:"lr"`           // default 0.001
+	WeightDecay float64 `yaml:"weight_decay"` // default 0
+	Seed        uint64  `yaml:"seed"`         // default 1
+}
+
+// LoadConfig reads a YAML config strictly.
+func LoadConfig(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	var cfg Config
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("config %s: %s", path, strings.ReplaceAll(err.Error(), "\n", "; "))
+	}
+	if cfg.Name == "" {
+		base := path[strings.LastIndex(path, "/")+1:]
+		cfg.Name = strings.TrimSuffix(strings.TrimSuffix(base, ".yaml"), ".yml")
+	}
+	return &cfg, nil
+}
+
+func isMNIST(spec string) bool { return spec == "mnist" || strings.HasPrefix(spec, "mnist:") }
+
+// Defaults fills what the file left out.
+func (c *Config) Defaults() {
+	if c.Task == "" {
+		c.Task = "ae"
+	}
+	mnist := isMNIST(c.Data.Train)
+	if c.Data.Channels == 0 {
+		c.Data.Channels = 3
+		if mnist {
+			c.Data.Channels = 1
+		}
+	}
+	if c.Data.Height == 0 && c.Data.Width == 0 {
+		c.Data.Height, c.Data.Width = 64, 64
+		if mnist {
+			c.Data.Height, c.Data.Width = 28, 28
+		}
+	}
+	if c.Data.ValFraction == nil {
+		f := 0.1
+		c.Data.ValFraction = &f
+	}
+	if c.Data.Val == "" && mnist {
+		c.Data.Val = "mnist:test"
+	}
+	if c.Model.Base == 0 {
+		c.Model.Base = 16
+	}
+	if c.Model.Depth == 0 {
+		c.Model.Depth = 4
+		if c.Data.Height == 28 && c.Data.Width == 28 {
+			c.Model.Depth = 2
+		}
+	}
+	if c.Model.Norm == "" {
+		c.Model.Norm = string(nn.BatchNorm)
+	}
+	if c.Model.Latent == nil {
+		l := 16
+		c.Model.Latent = &l
+	}
+	if c.Model.Loss == "" {
+		c.Model.Loss = "bce"
+	}
+	if c.Train.Epochs == 0 {
+		c.Train.Epochs = 10
+	}
+	if c.Train.Batch == 0 {
+		c.Train.Batch = 32
+	}
+	if c.Train.LR == 0 {
+		c.Train.LR = 1e-3
+	}
+	if c.Train.Seed == 0 {
+		c.Train.Seed = 1
+	}
+}
+
+// Validate checks the whole config, naming the key at fault.
+func (c *Config) Validate() error {
+	if c.Task != "ae" {
+		return fmt.Errorf("task: %q is not a task this segtool trains (ae)", c.Task)
+	}
+	if c.Data.Train == "" {
+		return errors.New("data.train: no training data given (a folder of images, or mnist); set it in the config or pass --data")
+	}
+	if c.Data.Channels != 1 && c.Data.Channels != 3 {
+		return fmt.Errorf("data.channels: %d; use 1 (grey) or 3 (RGB)", c.Data.Channels)
+	}
+	if c.Data.Height < 1 || c.Data.Width < 1 {
+		return fmt.Errorf("data.height/width: %dx%d must be positive", c.Data.Height, c.Data.Width)
+	}
+	if f := *c.Data.ValFraction; f < 0 || f >= 1 {
+		return fmt.Errorf("data.val_fraction: %g must be in [0, 1)", f)
+	}
+	if c.Data.Limit < 0 {
+		return fmt.Errorf("data.limit: %d must be >= 0", c.Data.Limit)
+	}
+	if c.Train.Epochs < 1 || c.Train.Batch < 1 || !(c.Train.LR > 0) || c.Train.WeightDecay < 0 {
+		return fmt.Errorf("train: epochs (%d), batch (%d) and lr (%g) must be positive, weight_decay (%g) >= 0",
+			c.Train.Epochs, c.Train.Batch, c.Train.LR, c.Train.WeightDecay)
+	}
+	if _, err := c.AEConfig(); err != nil {
+		return fmt.Errorf("model: %w", err)
+	}
+	return nil
+}
+
+// AEConfig is the auto-encoder the config describes.
+func (c *Config) AEConfig() (ae.Config, error) {
+	cfg := ae.Config{
+		EncoderConfig: nn.EncoderConfig{InChannels: c.Data.Channels, Base: c.Model.Base, Depth: c.Model.Depth, Norm: nn.Norm(c.Model.Norm)},
+		Height:        c.Data.Height, Width: c.Data.Width,
+		Latent: *c.Model.Latent, Loss: c.Model.Loss, Noise: c.Model.Noise,
+	}
+	cfg.Defaults()
+	return cfg, cfg.Validate()
+}
+
+// YAML is the resolved config, written into the run directory.
+func (c *Config) YAML() ([]byte, error) { return yaml.Marshal(c) }

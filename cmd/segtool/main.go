@@ -1,0 +1,81 @@
+// Command segtool trains and runs encoder-decoder models for images:
+// auto-encoders now, the segmenter and VAE on the same encoder.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run is the whole program; it returns the exit status: 0, 1 for any error
+// (one line on stderr), 130 for a run interrupted after saving.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	app := &cli.App{
+		Name:    "segtool",
+		Usage:   "train and run encoder-decoder models (auto-encoder, segmenter) on your images",
+		Version: version,
+		Commands: []*cli.Command{
+			trainCommand(),
+			reconstructCommand(),
+			evalCommand(),
+			dataCommand(),
+		},
+		// One line on standard error and exit 1 is what every failure gets;
+		// urfave would otherwise print help for some and exit for others.
+		ExitErrHandler: func(*cli.Context, error) {},
+		Writer:         stdout,
+		ErrWriter:      stderr,
+	}
+	err := app.RunContext(ctx, args)
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintln(stderr, "segtool:", err)
+	var interrupted interruptedError
+	if errors.As(err, &interrupted) {
+		return 130
+	}
+	return 1
+}
+
+// interruptedError reports a run stopped by Ctrl-C after saving.
+type interruptedError struct{ msg string }
+
+func (e interruptedError) Error() string { return e.msg }
+
+// guard turns a panic inside a command into an error, so a bug reaches the
+// user as one line and deferred cleanup (temporary files) still runs.
+func guard(action cli.ActionFunc) cli.ActionFunc {
+	return func(c *cli.Context) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				if os.Getenv("SEGTOOL_DEBUG") != "" {
+					fmt.Fprintf(os.Stderr, "%s\n", debug.Stack())
+				}
+				err = fmt.Errorf("internal error in %s: %v (please report it; SEGTOOL_DEBUG=1 prints the stack)", c.Command.Name, r)
+			}
+		}()
+		if c.NArg() > 0 && c.Command.ArgsUsage == "" {
+			return fmt.Errorf("%s: unexpected argument %q (options go before it as --name value)", c.Command.Name, c.Args().First())
+		}
+		return action(c)
+	}
+}

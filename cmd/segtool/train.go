@@ -1,0 +1,215 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/segtool/segtool/ae"
+	"github.com/segtool/segtool/datasets"
+	"github.com/segtool/segtool/nn"
+	"github.com/urfave/cli/v2"
+)
+
+func trainCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "train",
+		Usage: "train a model from a YAML config (flags override it)",
+		Description: `The config's task says what is trained (ae: a reconstruction auto-encoder).
+The run directory (runs/<name>, or --out) receives config.yaml, metrics.jsonl,
+last.safetensors, best.safetensors, state.safetensors (for --resume) and
+reconstructions.png. Ctrl-C saves the run; --resume continues it exactly.`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "YAML config `FILE` (see configs/)"},
+			&cli.StringFlag{Name: "data", Usage: "training data: a folder of images, or mnist (overrides data.train)"},
+			&cli.StringFlag{Name: "val", Usage: "validation data (overrides data.val; default: hold out data.val_fraction)"},
+			&cli.IntFlag{Name: "epochs", Usage: "number of epochs (overrides train.epochs; default 10)"},
+			&cli.IntFlag{Name: "batch", Usage: "minibatch size (overrides train.batch; default 32)"},
+			&cli.Float64Flag{Name: "lr", Usage: "Adam learning rate (overrides train.lr; default 0.001)"},
+			&cli.Uint64Flag{Name: "seed", Usage: "seed of weights, order and noise (overrides train.seed; default 1)"},
+			&cli.IntFlag{Name: "limit", Usage: "train on the first N images only (overrides data.limit)"},
+			&cli.StringFlag{Name: "out", Usage: "run `DIR` (default runs/<name>)"},
+			&cli.BoolFlag{Name: "resume", Usage: "continue the run in the run directory where it stopped"},
+			&cli.BoolFlag{Name: "force", Usage: "start afresh in a run directory that already holds a run"},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress bar"},
+		},
+		Action: guard(runTrain),
+	}
+}
+
+func runTrain(c *cli.Context) error {
+	cfg := &Config{}
+	if path := c.String("config"); path != "" {
+		var err error
+		if cfg, err = LoadConfig(path); err != nil {
+			return err
+		}
+	}
+	if c.IsSet("data") {
+		cfg.Data.Train = c.String("data")
+	}
+	if c.IsSet("val") {
+		cfg.Data.Val = c.String("val")
+	}
+	if c.IsSet("epochs") {
+		cfg.Train.Epochs = c.Int("epochs")
+	}
+	if c.IsSet("batch") {
+		cfg.Train.Batch = c.Int("batch")
+	}
+	if c.IsSet("lr") {
+		cfg.Train.LR = c.Float64("lr")
+	}
+	if c.IsSet("seed") {
+		cfg.Train.Seed = c.Uint64("seed")
+	}
+	if c.IsSet("limit") {
+		cfg.Data.Limit = c.Int("limit")
+	}
+	if cfg.Name == "" {
+		cfg.Name = "run"
+	}
+	cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	runDir := c.String("out")
+	if runDir == "" {
+		runDir = filepath.Join("runs", cfg.Name)
+	}
+	resume := c.Bool("resume")
+	if _, err := os.Stat(filepath.Join(runDir, nn.StateFile)); err == nil && !resume && !c.Bool("force") {
+		return fmt.Errorf("%s already holds a run: --resume continues it, --force starts afresh over it, --out picks another directory", runDir)
+	}
+
+	train, val, err := loadTrainVal(cfg)
+	if err != nil {
+		return err
+	}
+	aeCfg, _ := cfg.AEConfig()
+	model, err := ae.New(aeCfg, cfg.Train.Seed)
+	if err != nil {
+		return err
+	}
+	defer model.Close()
+	model.Info = map[string]string{"segtool.train_data": absSpec(cfg.Data.Train), "segtool.run": cfg.Name}
+
+	if err := os.MkdirAll(runDir, 0o755); err != nil {
+		return err
+	}
+	resolved, err := cfg.YAML()
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(filepath.Join(runDir, "config.yaml"), resolved); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.App.Writer, "training %s: %d train / %d val images, %d parameters, run directory %s\n",
+		cfg.Task, train.Len(), val.Len(), model.Store.NumParams(), runDir)
+
+	task := &ae.Task{Model: model, EvalBatch: 64}
+	res, err := nn.Train(c.Context, task, model.Store, train, val, nn.TrainOptions{
+		Epochs: cfg.Train.Epochs, Batch: cfg.Train.Batch, LR: cfg.Train.LR, WeightDecay: cfg.Train.WeightDecay,
+		Seed: cfg.Train.Seed, RunDir: runDir, Resume: resume, Log: c.App.Writer, Progress: c.App.ErrWriter, Quiet: c.Bool("quiet"),
+	})
+	if errors.Is(err, nn.ErrInterrupted) {
+		return interruptedError{fmt.Sprintf("interrupted: saved %s; continue with the same command and --resume", res.LastPath)}
+	}
+	if err != nil {
+		return err
+	}
+	best, err := ae.Load(res.BestPath)
+	if err != nil {
+		return err
+	}
+	defer best.Close()
+	grid := filepath.Join(runDir, "reconstructions.png")
+	if err := writeReconstructionGrid(best, val, 16, grid); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.App.Writer, "best model: %s\nlast model: %s\nreconstructions of validation images: %s\n", res.BestPath, res.LastPath, grid)
+	return nil
+}
+
+// loadTrainVal opens the training data and the validation data (a folder of
+// its own, or a held-out part of the training data).
+func loadTrainVal(cfg *Config) (train, val nn.Dataset, err error) {
+	d := cfg.Data
+	all, err := openImages(d.Train, d.Channels, d.Height, d.Width)
+	if err != nil {
+		return nil, nil, err
+	}
+	if d.Val != "" {
+		if val, err = openImages(d.Val, d.Channels, d.Height, d.Width); err != nil {
+			return nil, nil, err
+		}
+		train = all
+	} else {
+		tr, va := datasets.SplitIndices(all.Len(), *d.ValFraction, cfg.Train.Seed)
+		train, val = datasets.Subset(all, tr), datasets.Subset(all, va)
+	}
+	if d.Limit > 0 {
+		train = datasets.Limit(train, d.Limit)
+	}
+	if train.Len() == 0 {
+		return nil, nil, fmt.Errorf("%s: no training images left after the validation split", d.Train)
+	}
+	return train, val, nil
+}
+
+// writeReconstructionGrid writes up to n images of ds in rows of 8 with their
+// reconstructions in the row below.
+func writeReconstructionGrid(m *ae.Model, ds nn.Dataset, n int, path string) error {
+	n = min(n, ds.Len())
+	if n == 0 {
+		return nil
+	}
+	size := m.ImageSize()
+	x := make([]float32, n*size)
+	for i := 0; i < n; i++ {
+		img, _, err := ds.Get(i, 0)
+		if err != nil {
+			return err
+		}
+		copy(x[i*size:], img)
+	}
+	y, err := m.Reconstruct(x, n)
+	if err != nil {
+		return err
+	}
+	// rows of inputs, each above the row of their reconstructions
+	cols := min(8, n)
+	blank := make([]float32, size)
+	var tiles [][]float32
+	for r := 0; r < n; r += cols {
+		for _, src := range [][]float32{x, y} {
+			for i := r; i < r+cols; i++ {
+				if i < n {
+					tiles = append(tiles, src[i*size:(i+1)*size])
+				} else {
+					tiles = append(tiles, blank)
+				}
+			}
+		}
+	}
+	cfg := m.Config
+	return datasets.WriteGrid(path, tiles, cfg.InChannels, cfg.Height, cfg.Width, cols, gridScale(cfg.Height))
+}
+
+// writeFileAtomic writes to a temporary file beside path and renames it.
+func writeFileAtomic(path string, b []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}

@@ -302,7 +302,7 @@ const (
 // topEigen returns the k largest eigenvalues of the symmetric n x n matrix a
 // (full, row-major), in decreasing order, and the matching unit eigenvectors
 // as the columns of an n x k matrix. Small problems, and problems where k is
-// over an eighth of n, use gonum's full EigenSym. Large ones first try block
+// over a twelfth of n, use gonum's full EigenSym. Large ones first try block
 // Krylov (eigenKrylov), whose answer is accepted only when every returned
 // pair has a residual |A v - l v| of at most 1e-8 of the largest eigenvalue
 // (checked on a itself), which bounds each eigenvalue's error by that much;
@@ -312,7 +312,7 @@ const (
 // three seconds for the few dozen components a baseline uses (more for flat,
 // noise-like spectra, which converge slowest).
 func topEigen(a blas64.General, k int) ([]float64, blas64.General, error) {
-	if a.Rows >= krylovMinN && 8*k <= a.Rows {
+	if a.Rows >= krylovMinN && 12*k <= a.Rows {
 		if vals, vecs, ok := eigenKrylov(a, k); ok {
 			return vals, vecs, nil
 		}
@@ -356,7 +356,7 @@ func eigenKrylov(a blas64.General, k int) ([]float64, blas64.General, bool) {
 	// Small blocks give high-degree polynomials (fast convergence per
 	// multiplication); 16 columns still make Gemm, not Gemv, do the work.
 	b := min(16, k+4)
-	maxDim := min(n/2, 8*k+48*b)
+	maxDim := min(n/2, 10*k+48*b)
 	maxDim -= maxDim % b
 	if maxDim < k+2*b {
 		return nil, blas64.General{}, false
@@ -402,7 +402,9 @@ func eigenKrylov(a blas64.General, k int) ([]float64, blas64.General, bool) {
 		blas64.Gemm(blas.NoTrans, blas.NoTrans, -1, qAll, p, 1, w)
 
 		if end >= nextCheck || end+b > maxDim {
-			nextCheck = end + max(b, end/4)
+			// Checks grow 1.5x apart: the m x m Ritz problem, not the products,
+			// dominates the cost once m is large.
+			nextCheck = end + max(b, end/2)
 			vals, s, ok := ritz(h, maxDim, end, k)
 			if ok {
 				// Residual of each Ritz pair: |W s[end-b:end]|.

@@ -40,6 +40,10 @@ type Batch struct {
 	// Seed is this step's own seed, for noise a task draws (denoising, the
 	// VAE's epsilon): a resumed run draws the same.
 	Seed uint64
+	// Epoch (from 0) and Progress, the fractional epoch (epoch +
+	// step/steps), for schedules such as a KL warm-up.
+	Epoch    int
+	Progress float64
 }
 
 // TrainGraph is a task's training graph for one batch size.
@@ -330,7 +334,8 @@ func prefetch(ctx context.Context, ds Dataset, perm []int, batch, first, steps i
 		defer close(ch)
 		for step := first; step < steps; step++ {
 			b := Batch{N: batch, C: c, H: h, W: w, X: make([]float32, batch*c*h*w),
-				Seed: mix(seed, uint64(epoch), uint64(step), 0)}
+				Seed: mix(seed, uint64(epoch), uint64(step), 0), Epoch: epoch,
+				Progress: float64(epoch) + float64(step)/float64(steps)}
 			for k := 0; k < batch; k++ {
 				i := perm[step*batch+k]
 				img, mask, err := ds.Get(i, mix(seed, uint64(epoch), uint64(step), uint64(k)+1))

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/segtool/segtool/ae"
@@ -152,8 +153,8 @@ func (c *Config) Defaults() {
 
 // Validate checks the whole config, naming the key at fault.
 func (c *Config) Validate() error {
-	if c.Task != "ae" {
-		return fmt.Errorf("task: %q is not a task this segtool trains (ae)", c.Task)
+	if _, ok := trainers[c.Task]; !ok {
+		return fmt.Errorf("task: %q is not a task this segtool trains (%s)", c.Task, strings.Join(sortedKeys(trainers), ", "))
 	}
 	if c.Data.Train == "" {
 		return errors.New("data.train: no training data given (a folder of images, or mnist); set it in the config or pass --data")
@@ -193,3 +194,12 @@ func (c *Config) AEConfig() (ae.Config, error) {
 
 // YAML is the resolved config, written into the run directory.
 func (c *Config) YAML() ([]byte, error) { return yaml.Marshal(c) }
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

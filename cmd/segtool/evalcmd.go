@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/segtool/segtool/ae"
+	"github.com/segtool/segtool/nn"
 	"github.com/urfave/cli/v2"
 )
 
@@ -80,7 +82,27 @@ type pcaBaseline struct {
 	SSIM       float64 `json:"ssim"`
 }
 
+// evaluators scores a model file of each kind; eval picks one by the kind
+// written in the file.
+var evaluators = map[string]func(c *cli.Context) error{
+	ae.Kind: evalAE,
+}
+
 func runEval(c *cli.Context) error {
+	path := c.String("model")
+	f, err := nn.ReadModel(path)
+	if err != nil {
+		return err
+	}
+	kind := f.Metadata[nn.MetaKind]
+	eval, ok := evaluators[kind]
+	if !ok {
+		return fmt.Errorf("%s: eval does not know models of kind %q (%s)", path, kind, strings.Join(sortedKeys(evaluators), ", "))
+	}
+	return eval(c)
+}
+
+func evalAE(c *cli.Context) error {
 	m, err := ae.Load(c.String("model"))
 	if err != nil {
 		return err

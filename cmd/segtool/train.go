@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/segtool/segtool/ae"
 	"github.com/segtool/segtool/datasets"
 	"github.com/segtool/segtool/nn"
 	"github.com/urfave/cli/v2"
@@ -83,17 +82,11 @@ func runTrain(c *cli.Context) error {
 		return fmt.Errorf("%s already holds a run: --resume continues it, --force starts afresh over it, --out picks another directory", runDir)
 	}
 
-	train, val, err := loadTrainVal(cfg)
+	job, err := trainers[cfg.Task](cfg)
 	if err != nil {
 		return err
 	}
-	aeCfg, _ := cfg.AEConfig()
-	model, err := ae.New(aeCfg, cfg.Train.Seed)
-	if err != nil {
-		return err
-	}
-	defer model.Close()
-	model.Info = map[string]string{"segtool.train_data": absSpec(cfg.Data.Train), "segtool.run": cfg.Name}
+	defer job.close()
 
 	if err := os.MkdirAll(runDir, 0o755); err != nil {
 		return err
@@ -106,10 +99,9 @@ func runTrain(c *cli.Context) error {
 		return err
 	}
 	fmt.Fprintf(c.App.Writer, "training %s: %d train / %d val images, %d parameters, run directory %s\n",
-		cfg.Task, train.Len(), val.Len(), model.Store.NumParams(), runDir)
+		cfg.Task, job.train.Len(), job.val.Len(), job.store.NumParams(), runDir)
 
-	task := &ae.Task{Model: model, EvalBatch: 64}
-	res, err := nn.Train(c.Context, task, model.Store, train, val, nn.TrainOptions{
+	res, err := nn.Train(c.Context, job.task, job.store, job.train, job.val, nn.TrainOptions{
 		Epochs: cfg.Train.Epochs, Batch: cfg.Train.Batch, LR: cfg.Train.LR, WeightDecay: cfg.Train.WeightDecay,
 		Seed: cfg.Train.Seed, RunDir: runDir, Resume: resume, Log: c.App.Writer, Progress: c.App.ErrWriter, Quiet: c.Bool("quiet"),
 	})
@@ -119,17 +111,24 @@ func runTrain(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	best, err := ae.Load(res.BestPath)
-	if err != nil {
-		return err
-	}
-	defer best.Close()
-	grid := filepath.Join(runDir, "reconstructions.png")
-	if err := writeReconstructionGrid(best, val, 16, grid); err != nil {
-		return err
-	}
-	fmt.Fprintf(c.App.Writer, "best model: %s\nlast model: %s\nreconstructions of validation images: %s\n", res.BestPath, res.LastPath, grid)
-	return nil
+	fmt.Fprintf(c.App.Writer, "best model: %s\nlast model: %s\n", res.BestPath, res.LastPath)
+	return job.after(c, res, runDir)
+}
+
+// trainJob is one task's side of a training run: its model's weights, its
+// nn.Task, its data, and what it writes when training is done.
+type trainJob struct {
+	store      *nn.Store
+	task       nn.Task
+	train, val nn.Dataset
+	// after runs once training has finished (pictures of the best model).
+	after func(c *cli.Context, res *nn.Result, runDir string) error
+	close func()
+}
+
+// trainers makes the job for each task of the config.
+var trainers = map[string]func(cfg *Config) (*trainJob, error){
+	"ae": newAEJob,
 }
 
 // loadTrainVal opens the training data and the validation data (a folder of
@@ -156,45 +155,6 @@ func loadTrainVal(cfg *Config) (train, val nn.Dataset, err error) {
 		return nil, nil, fmt.Errorf("%s: no training images left after the validation split", d.Train)
 	}
 	return train, val, nil
-}
-
-// writeReconstructionGrid writes up to n images of ds in rows of 8 with their
-// reconstructions in the row below.
-func writeReconstructionGrid(m *ae.Model, ds nn.Dataset, n int, path string) error {
-	n = min(n, ds.Len())
-	if n == 0 {
-		return nil
-	}
-	size := m.ImageSize()
-	x := make([]float32, n*size)
-	for i := 0; i < n; i++ {
-		img, _, err := ds.Get(i, 0)
-		if err != nil {
-			return err
-		}
-		copy(x[i*size:], img)
-	}
-	y, err := m.Reconstruct(x, n)
-	if err != nil {
-		return err
-	}
-	// rows of inputs, each above the row of their reconstructions
-	cols := min(8, n)
-	blank := make([]float32, size)
-	var tiles [][]float32
-	for r := 0; r < n; r += cols {
-		for _, src := range [][]float32{x, y} {
-			for i := r; i < r+cols; i++ {
-				if i < n {
-					tiles = append(tiles, src[i*size:(i+1)*size])
-				} else {
-					tiles = append(tiles, blank)
-				}
-			}
-		}
-	}
-	cfg := m.Config
-	return datasets.WriteGrid(path, tiles, cfg.InChannels, cfg.Height, cfg.Width, cols, gridScale(cfg.Height))
 }
 
 // writeFileAtomic writes to a temporary file beside path and renames it.

@@ -221,7 +221,7 @@ func gramOf(rng *rand.Rand, n, r int, decay float64) blas64.General {
 	return g
 }
 
-func TestEigenKrylovMatchesFull(t *testing.T) {
+func TestPCAEigenKrylovMatchesFull(t *testing.T) {
 	rng := rand.New(rand.NewPCG(15, 1))
 	for name, tc := range map[string]struct {
 		n, rank, k int
@@ -265,7 +265,7 @@ func TestEigenKrylovMatchesFull(t *testing.T) {
 	}
 }
 
-func TestTopEigenSmallMatrix(t *testing.T) {
+func TestPCATopEigenSmallMatrix(t *testing.T) {
 	rng := rand.New(rand.NewPCG(16, 1))
 	a := gramOf(rng, 40, 40, 0.5)
 	vals, vecs, err := topEigen(a, 40)

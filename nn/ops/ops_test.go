@@ -278,3 +278,41 @@ func TestReusesPreallocatedOutput(t *testing.T) {
 	require.NoError(t, err)
 	require.NotSame(t, x, y)
 }
+
+func TestSegLossGradients(t *testing.T) {
+	for _, opt := range []SegLossOptions{
+		{Kind: CrossEntropy, Ignore: -1},
+		{Kind: CrossEntropy, Ignore: 3, Weights: []float64{0.5, 2, 1, 1}},
+		{Kind: Focal, Ignore: 3, Gamma: 2},
+		{Kind: Dice, Ignore: 3},
+	} {
+		t.Run(opt.Kind.String(), func(t *testing.T) {
+			r := rand.New(rand.NewPCG(21, 22))
+			labels := tensor.New(tensor.WithShape(2, 3, 4), tensor.WithBacking(make([]float64, 24)))
+			for i := range data[float64](labels) {
+				data[float64](labels)[i] = float64(r.IntN(4)) // 3 is ignored where Ignore is 3
+			}
+			gradCheck(t, []*tensor.Dense{randTensor(r, 2, 4, 3, 4), labels}, []int{0}, func(in []*G.Node) (*G.Node, error) {
+				return SegLoss(in[0], in[1], opt)
+			})
+		})
+	}
+}
+
+func TestCrossEntropyValues(t *testing.T) {
+	// one pixel, two classes: logits (1000, 0) must not overflow
+	op := &segLossOp{opBase: newBase("ce"), opt: SegLossOptions{Kind: CrossEntropy, Ignore: 255}, n: 1, k: 2, hw: 2}
+	v, err := segLoss(op, []float64{1000, 0, 0, 1}, []float64{0, 255})
+	require.NoError(t, err)
+	require.InDelta(t, 0, v, 1e-12, "the ignored pixel is left out")
+	v, err = segLoss(op, []float64{0, 1000, 0, 0}, []float64{0, 0})
+	require.NoError(t, err)
+	require.InDelta(t, math.Log(2)/2, v, 1e-9, "pixel 0 is a coin toss, pixel 1 certain")
+	_, err = segLoss(op, []float64{0, 0, 0, 0}, []float64{5, 0})
+	require.ErrorContains(t, err, "label 5 is not a class")
+	// a perfect prediction has Dice loss near 0
+	op.opt.Kind = Dice
+	v, err = segLoss(op, []float64{50, -50, -50, 50}, []float64{0, 1})
+	require.NoError(t, err)
+	require.InDelta(t, 1-(3.0/3), v, 1e-6)
+}

@@ -240,7 +240,7 @@ func TestDecodeTruncatedEverywhere(t *testing.T) {
 	assert.Contains(t, err.Error(), "truncated")
 }
 
-func TestTensorAccessors(t *testing.T) {
+func TestSafetensorsTensorAccessors(t *testing.T) {
 	for dtype, data := range map[string][]byte{
 		"I8":  {0xfe},
 		"U8":  {0xfe},

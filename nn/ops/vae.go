@@ -184,10 +184,12 @@ type reparamGradOp struct {
 	shape tensor.Shape
 }
 
-func (op *reparamGradOp) Arity() int                                     { return 3 }
-func (op *reparamGradOp) Type() hm.Type                                  { return fnType(2, 2, 2, 2) }
-func (op *reparamGradOp) InferShape(...G.DimSizer) (tensor.Shape, error) { return op.shape.Clone(), nil }
-func (op *reparamGradOp) Do(in ...G.Value) (G.Value, error)              { return op.UsePreallocDo(nil, in...) }
+func (op *reparamGradOp) Arity() int    { return 3 }
+func (op *reparamGradOp) Type() hm.Type { return fnType(2, 2, 2, 2) }
+func (op *reparamGradOp) InferShape(...G.DimSizer) (tensor.Shape, error) {
+	return op.shape.Clone(), nil
+}
+func (op *reparamGradOp) Do(in ...G.Value) (G.Value, error) { return op.UsePreallocDo(nil, in...) }
 func (op *reparamGradOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, error) {
 	ts, err := denseAll(op.name, in)
 	if err != nil {
@@ -195,8 +197,12 @@ func (op *reparamGradOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value
 	}
 	dlv := out(prealloc, ts[0].Dtype(), op.shape, in...)
 	err = dispatch(op.name, dlv,
-		func() { reparamGrad(data[float32](ts[0]), data[float32](ts[1]), data[float32](ts[2]), data[float32](dlv)) },
-		func() { reparamGrad(data[float64](ts[0]), data[float64](ts[1]), data[float64](ts[2]), data[float64](dlv)) })
+		func() {
+			reparamGrad(data[float32](ts[0]), data[float32](ts[1]), data[float32](ts[2]), data[float32](dlv))
+		},
+		func() {
+			reparamGrad(data[float64](ts[0]), data[float64](ts[1]), data[float64](ts[2]), data[float64](dlv))
+		})
 	return dlv, err
 }
 
@@ -243,7 +249,9 @@ func (op *sumLossOp) Type() hm.Type {
 	d := op.shape.Dims()
 	return fnType(d, d, 0)
 }
-func (op *sumLossOp) InferShape(...G.DimSizer) (tensor.Shape, error) { return tensor.ScalarShape(), nil }
+func (op *sumLossOp) InferShape(...G.DimSizer) (tensor.Shape, error) {
+	return tensor.ScalarShape(), nil
+}
 func (op *sumLossOp) Do(in ...G.Value) (G.Value, error) {
 	p, err := dense(op.name, in[0])
 	if err != nil {

@@ -37,7 +37,9 @@ func (a *Adam) Steps() int { return a.t }
 
 // Step updates every parameter from the gradient bound to its node, then
 // zeroes that gradient (Gorgonia accumulates gradients across runs).
-func (a *Adam) Step(nodes []*G.Node, params []*Param) error {
+// Parameters for which frozen returns true (frozen may be nil) keep their
+// values and moments; their gradients are zeroed all the same.
+func (a *Adam) Step(nodes []*G.Node, params []*Param, frozen func(name string) bool) error {
 	a.t++
 	c1 := 1 - math.Pow(a.Beta1, float64(a.t))
 	c2 := 1 - math.Pow(a.Beta2, float64(a.t))
@@ -50,6 +52,10 @@ func (a *Adam) Step(nodes []*G.Node, params []*Param) error {
 		gt, ok := gv.(*tensor.Dense)
 		if !ok {
 			return fmt.Errorf("adam: %s: gradient is %T", p.Name, gv)
+		}
+		if frozen != nil && frozen(p.Name) {
+			gt.Zero()
+			continue
 		}
 		m, v := a.m[p.Name], a.v[p.Name]
 		if m == nil {

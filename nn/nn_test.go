@@ -219,3 +219,20 @@ func countLines(b []byte) int {
 	}
 	return n
 }
+
+func TestFreezeKeepsPrefixFixed(t *testing.T) {
+	store := NewStore(tensor.Float32, 11)
+	_, err := NewConvBlock(NewScope(store, TrainMode), "block", BlockConfig{In: 1, Out: 2, Norm: BatchNorm})
+	require.NoError(t, err)
+	before := append([]float32(nil), store.Get("block.conv1.weight").Value.Data().([]float32)...)
+	_, err = Train(context.Background(), &regressTask{}, store, toyData{n: 12, c: 1, h: 4, w: 4}, nil,
+		TrainOptions{Epochs: 1, Batch: 6, LR: 1e-2, Seed: 5, RunDir: t.TempDir(), Quiet: true, FreezePrefix: "block.", FreezeEpochs: 1})
+	require.NoError(t, err)
+	assert.Equal(t, before, store.Get("block.conv1.weight").Value.Data(), "frozen during epoch 1")
+	headBefore := append([]float32(nil), store.Get("head.weight").Value.Data().([]float32)...)
+	_, err = Train(context.Background(), &regressTask{}, store, toyData{n: 12, c: 1, h: 4, w: 4}, nil,
+		TrainOptions{Epochs: 2, Batch: 6, LR: 1e-2, Seed: 5, RunDir: t.TempDir(), Quiet: true, FreezePrefix: "block.", FreezeEpochs: 1})
+	require.NoError(t, err)
+	assert.NotEqual(t, before, store.Get("block.conv1.weight").Value.Data(), "trained from epoch 2")
+	assert.NotEqual(t, headBefore, store.Get("head.weight").Value.Data())
+}

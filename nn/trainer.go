@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/segtool/segtool/nn/safetensors"
@@ -91,6 +92,11 @@ type TrainOptions struct {
 	Progress, Log io.Writer
 	// Quiet hides the progress bar.
 	Quiet bool
+	// FreezePrefix and FreezeEpochs keep the parameters whose names start
+	// with the prefix (e.g. "encoder.") fixed for the first FreezeEpochs
+	// epochs: a pretrained encoder is not disturbed while the decoder learns.
+	FreezePrefix string
+	FreezeEpochs int
 }
 
 // ErrInterrupted is returned when the context is cancelled (Ctrl-C): the
@@ -261,7 +267,11 @@ func Train(ctx context.Context, task Task, store *Store, train, val Dataset, opt
 				}
 				sums[k] += v
 			}
-			if err := adam.Step(nodes, params); err != nil {
+			var frozen func(string) bool
+			if epoch < opt.FreezeEpochs && opt.FreezePrefix != "" {
+				frozen = func(name string) bool { return strings.HasPrefix(name, opt.FreezePrefix) }
+			}
+			if err := adam.Step(nodes, params, frozen); err != nil {
 				cancel()
 				return nil, err
 			}

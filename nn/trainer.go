@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/segtool/segtool/nn/safetensors"
@@ -337,44 +338,76 @@ type loaded struct {
 }
 
 // prefetch assembles batches on a separate goroutine, two ahead, so decoding
-// and augmentation overlap the training step.
+// and augmentation overlap the training step; the examples of a batch are
+// loaded by two workers (each example has its own seed, so the result does
+// not depend on which worker loads it).
 func prefetch(ctx context.Context, ds Dataset, perm []int, batch, first, steps int, seed uint64, epoch, c, h, w int) <-chan loaded {
 	ch := make(chan loaded, 2)
 	go func() {
 		defer close(ch)
 		for step := first; step < steps; step++ {
-			b := Batch{N: batch, C: c, H: h, W: w, X: make([]float32, batch*c*h*w),
-				Seed: mix(seed, uint64(epoch), uint64(step), 0), Epoch: epoch,
-				Progress: float64(epoch) + float64(step)/float64(steps)}
-			for k := 0; k < batch; k++ {
-				i := perm[step*batch+k]
-				img, mask, err := ds.Get(i, mix(seed, uint64(epoch), uint64(step), uint64(k)+1))
-				if err == nil && len(img) != c*h*w {
-					err = fmt.Errorf("example %d has %d values, want %dx%dx%d", i, len(img), c, h, w)
-				}
-				if err != nil {
-					select {
-					case ch <- loaded{err: err}:
-					case <-ctx.Done():
-					}
-					return
-				}
-				copy(b.X[k*c*h*w:], img)
-				if mask != nil {
-					if b.Masks == nil {
-						b.Masks = make([]int32, batch*h*w)
-					}
-					copy(b.Masks[k*h*w:], mask)
-				}
+			b, err := loadBatch(ds, perm[step*batch:(step+1)*batch], seed, epoch, step, c, h, w)
+			if err == nil {
+				b.Progress = float64(epoch) + float64(step)/float64(steps)
 			}
 			select {
-			case ch <- loaded{Batch: b}:
+			case ch <- loaded{Batch: b, err: err}:
 			case <-ctx.Done():
+				return
+			}
+			if err != nil {
 				return
 			}
 		}
 	}()
 	return ch
+}
+
+func loadBatch(ds Dataset, idx []int, seed uint64, epoch, step, c, h, w int) (Batch, error) {
+	n := len(idx)
+	b := Batch{N: n, C: c, H: h, W: w, X: make([]float32, n*c*h*w),
+		Seed: mix(seed, uint64(epoch), uint64(step), 0), Epoch: epoch}
+	errs := make([]error, n)
+	masks := make([][]int32, n)
+	var wg sync.WaitGroup
+	const workers = 2
+	for wk := 0; wk < workers; wk++ {
+		wg.Add(1)
+		go func(wk int) {
+			defer wg.Done()
+			for k := wk; k < n; k += workers {
+				img, mask, err := ds.Get(idx[k], mix(seed, uint64(epoch), uint64(step), uint64(k)+1))
+				if err == nil && len(img) != c*h*w {
+					err = fmt.Errorf("example %d has %d values, want %dx%dx%d", idx[k], len(img), c, h, w)
+				}
+				if err == nil && mask != nil && len(mask) != h*w {
+					err = fmt.Errorf("example %d has a mask of %d values, want %dx%d", idx[k], len(mask), h, w)
+				}
+				if err != nil {
+					errs[k] = err
+					continue
+				}
+				copy(b.X[k*c*h*w:], img)
+				masks[k] = mask
+			}
+		}(wk)
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return b, err // the first in batch order, whichever worker met it
+		}
+	}
+	if masks[0] != nil {
+		b.Masks = make([]int32, n*h*w)
+		for k, m := range masks {
+			if m == nil {
+				return b, fmt.Errorf("example %d has no mask while others have", idx[k])
+			}
+			copy(b.Masks[k*h*w:], m)
+		}
+	}
+	return b, nil
 }
 
 // mix hashes its arguments into one seed (splitmix64 steps).

@@ -61,6 +61,10 @@ type ModelConfig struct {
 	Loss string `yaml:"loss"`
 	// Noise is the std of the input noise for a denoising AE (default 0).
 	Noise float64 `yaml:"noise"`
+	// Beta weighs the VAE's KL term (default 1); KLWarmupEpochs ramps it
+	// linearly from 0 over that many epochs (default 0: none).
+	Beta           float64 `yaml:"beta,omitempty"`
+	KLWarmupEpochs float64 `yaml:"kl_warmup_epochs,omitempty"`
 }
 
 // TrainConfig is the optimisation.
@@ -132,7 +136,13 @@ func (c *Config) Defaults() {
 	}
 	if c.Model.Latent == nil {
 		l := 16
+		if c.Task == "vae" {
+			l = 20
+		}
 		c.Model.Latent = &l
+	}
+	if c.Task == "vae" && c.Model.Beta == 0 {
+		c.Model.Beta = 1
 	}
 	if c.Model.Loss == "" {
 		c.Model.Loss = "bce"

@@ -22,6 +22,9 @@ func reconstructCommand() *cli.Command {
 			&cli.IntFlag{Name: "n", Value: 16, Usage: "how many images (the first N)"},
 		},
 		Action: guard(func(c *cli.Context) error {
+			if handled, err := reconstructVAE(c); handled {
+				return err
+			}
 			m, err := ae.Load(c.String("model"))
 			if err != nil {
 				return err

@@ -50,6 +50,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			trainCommand(),
 			reconstructCommand(),
 			evalCommand(),
+			sampleCommand(),
+			interpolateCommand(),
+			traverseCommand(),
+			encodeCommand(),
+			decodeCommand(),
 			dataCommand(),
 		},
 		// One line on standard error and exit 1 is what every failure gets;

@@ -33,14 +33,19 @@ test: deps
 	$(GO) vet ./...
 	$(GO) test -count=1 ./...
 
-# The embedded default: generated shapes, an auto-encoder trained on them,
-# and a grid of reconstructions to look at.
+# The embedded default: generated shapes; an auto-encoder pre-trained on
+# the images; a segmenter trained from its encoder; scores on held-out scenes.
 demo: build
 	$(BIN) data shapes --out $(DEMO)/shapes --n 400 --size 64 --frames 120
+	$(BIN) data shapes --out $(DEMO)/shapes-val --n 100 --size 64 --seed 2 --frames 0
 	$(BIN) train --config configs/ae-shapes.yaml --data $(DEMO)/shapes --out $(DEMO)/ae-run --force
-	$(BIN) eval --model $(DEMO)/ae-run/best.safetensors --data $(DEMO)/shapes
-	$(BIN) reconstruct --model $(DEMO)/ae-run/best.safetensors --input $(DEMO)/shapes --n 16 --out $(DEMO)/reconstructions.png
-	@echo; echo "Look at: $(DEMO)/reconstructions.png (top rows: inputs, below each: the auto-encoder's reconstruction)"
+	$(BIN) eval --model $(DEMO)/ae-run/best.safetensors --data $(DEMO)/shapes-val
+	$(BIN) reconstruct --model $(DEMO)/ae-run/best.safetensors --input $(DEMO)/shapes-val --n 16 --out $(DEMO)/reconstructions.png
+	$(BIN) train --config configs/seg-shapes.yaml --data $(DEMO)/shapes --val $(DEMO)/shapes-val --out $(DEMO)/seg-run --force \
+		--init-encoder $(DEMO)/ae-run/best.safetensors
+	$(BIN) eval --model $(DEMO)/seg-run/best.safetensors --data $(DEMO)/shapes-val --confusion $(DEMO)/confusion.png
+	@echo; echo "Look at: $(DEMO)/reconstructions.png (inputs above their auto-encoder reconstructions)"
+	@echo "         $(DEMO)/seg-run/predictions.png (image, true mask, predicted mask) and $(DEMO)/confusion.png"
 
 # Kernel micro-benchmarks (the PyTorch side-by-side comes with the fast-kernel work).
 bench: deps

@@ -17,7 +17,8 @@ import (
 // Config is a training run's YAML file. Unknown keys and wrong types are
 // errors; every field has a default so a config names only what it changes.
 type Config struct {
-	// Task is "ae" (the reconstruction auto-encoder).
+	// Task is "ae" (the reconstruction auto-encoder) or "seg" (the U-Net
+	// segmenter).
 	Task string `yaml:"task"`
 	// Name is the run's name: its directory is runs/<name> unless --out says
 	// otherwise. Default: the config file's name.
@@ -44,6 +45,42 @@ type DataConfig struct {
 	Width  int `yaml:"width"`
 	// Limit trains on the first Limit images only (0: all).
 	Limit int `yaml:"limit"`
+
+	// Segmentation only.
+
+	// Classes names the classes in label order, each with a display colour
+	// (required for seg; colours are also how "rgb" masks are read).
+	Classes []ClassConfig `yaml:"classes"`
+	// IgnoreIndex is the mask label left out of loss and metrics (CamVid's
+	// void 11, or 255); default -1: none, every mask value must be a class.
+	IgnoreIndex *int `yaml:"ignore_index"`
+	// MaskEncoding is index, palette, rgb, binary or auto (default).
+	MaskEncoding string `yaml:"mask_encoding"`
+	// Augment switches training augmentations on, each with its strength.
+	Augment AugmentConfig `yaml:"augment"`
+	// SkipBad skips unreadable or inconsistent image/mask pairs with a
+	// warning instead of stopping (default false).
+	SkipBad bool `yaml:"skip_bad"`
+}
+
+// ClassConfig is one class of a segmentation config.
+type ClassConfig struct {
+	Name  string   `yaml:"name"`
+	Color [3]uint8 `yaml:"color,flow"`
+}
+
+// AugmentConfig is the training augmentation (all off by default).
+type AugmentConfig struct {
+	HFlip bool `yaml:"hflip"`
+	VFlip bool `yaml:"vflip"`
+	// Scale is [min, max] of a random zoom, then a crop (or pad) back to size.
+	Scale []float64 `yaml:"scale,flow"`
+	// Rotate is the largest rotation in degrees.
+	Rotate float64 `yaml:"rotate"`
+	// Brightness, Contrast, Saturation are jitter strengths (0.2 = ±20%).
+	Brightness float64 `yaml:"brightness"`
+	Contrast   float64 `yaml:"contrast"`
+	Saturation float64 `yaml:"saturation"`
 }
 
 // ModelConfig is the architecture.
@@ -65,7 +102,49 @@ type ModelConfig struct {
 	// linearly from 0 over that many epochs (default 0: none).
 	Beta           float64 `yaml:"beta,omitempty"`
 	KLWarmupEpochs float64 `yaml:"kl_warmup_epochs,omitempty"`
+
+	// Segmentation only.
+
+	// ClassWeights weight the cross-entropy (or focal) loss per class: a
+	// list, or "auto" for median-frequency balancing from the training masks.
+	ClassWeights WeightsConfig `yaml:"class_weights"`
+	// FocalGamma is the focal loss's gamma (default 2).
+	FocalGamma float64 `yaml:"focal_gamma"`
+	// InitEncoder is a model file (ae, vae or seg) whose encoder.* weights
+	// start the segmenter's encoder.
+	InitEncoder string `yaml:"init_encoder"`
+	// FreezeEncoderEpochs trains only the decoder for that many epochs.
+	FreezeEncoderEpochs int `yaml:"freeze_encoder_epochs"`
 }
+
+// WeightsConfig is a list of class weights or "auto".
+type WeightsConfig struct {
+	Auto   bool
+	Values []float64
+}
+
+// UnmarshalYAML accepts a list of numbers or the word auto.
+func (w *WeightsConfig) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		if n.Value == "auto" {
+			w.Auto = true
+			return nil
+		}
+		return fmt.Errorf("line %d: class_weights is a list of numbers or auto, not %q", n.Line, n.Value)
+	}
+	return n.Decode(&w.Values)
+}
+
+// MarshalYAML writes it back the same way.
+func (w WeightsConfig) MarshalYAML() (any, error) {
+	if w.Auto {
+		return "auto", nil
+	}
+	return w.Values, nil
+}
+
+// IsZero lets omitempty-free marshalling print nothing for unset weights.
+func (w WeightsConfig) IsZero() bool { return !w.Auto && w.Values == nil }
 
 // TrainConfig is the optimisation.
 type TrainConfig struct {
@@ -146,6 +225,16 @@ func (c *Config) Defaults() {
 	}
 	if c.Model.Loss == "" {
 		c.Model.Loss = "bce"
+		if c.Task == "seg" {
+			c.Model.Loss = "ce"
+		}
+	}
+	if c.Data.IgnoreIndex == nil {
+		none := -1
+		c.Data.IgnoreIndex = &none
+	}
+	if c.Data.MaskEncoding == "" {
+		c.Data.MaskEncoding = "auto"
 	}
 	if c.Train.Epochs == 0 {
 		c.Train.Epochs = 10
@@ -185,10 +274,22 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("train: epochs (%d), batch (%d) and lr (%g) must be positive, weight_decay (%g) >= 0",
 			c.Train.Epochs, c.Train.Batch, c.Train.LR, c.Train.WeightDecay)
 	}
-	if _, err := c.AEConfig(); err != nil {
-		return fmt.Errorf("model: %w", err)
+	if check, ok := modelChecks[c.Task]; ok {
+		if err := check(c); err != nil {
+			return err
+		}
 	}
 	return nil
+}
+
+// modelChecks validates the task-specific part of a config.
+var modelChecks = map[string]func(*Config) error{
+	"ae": func(c *Config) error {
+		if _, err := c.AEConfig(); err != nil {
+			return fmt.Errorf("model: %w", err)
+		}
+		return nil
+	},
 }
 
 // AEConfig is the auto-encoder the config describes.

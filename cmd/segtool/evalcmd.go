@@ -50,7 +50,7 @@ func reconstructCommand() *cli.Command {
 func evalCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "eval",
-		Usage: "score a model on a data set (auto-encoder: MSE, PSNR, SSIM beside a PCA baseline)",
+		Usage: "score a model on a data set (segmenter: IoU, Dice, accuracy; auto-encoder: MSE, PSNR, SSIM beside a PCA baseline)",
 		Description: `For an auto-encoder, eval also fits PCA with as many components as the
 model's latent code on the model's training data (or --pca-data) and scores
 it on the same images: the linear baseline the non-linear model must beat.`,
@@ -60,7 +60,8 @@ it on the same images: the linear baseline the non-linear model must beat.`,
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object instead of a table"},
 			&cli.StringFlag{Name: "pca-data", Usage: "data to fit the PCA baseline on (default: the model's training data; none: skip)"},
 			&cli.IntFlag{Name: "pca-samples", Value: 10000, Usage: "fit PCA on at most this many training images"},
-			&cli.IntFlag{Name: "batch", Value: 64, Usage: "inference batch size"},
+			&cli.IntFlag{Name: "batch", Value: 16, Usage: "inference batch size"},
+			&cli.StringFlag{Name: "confusion", Usage: "segmenter: also draw the confusion matrix into this PNG `FILE`"},
 		},
 		Action: guard(runEval),
 	}

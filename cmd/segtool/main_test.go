@@ -225,7 +225,7 @@ func TestBadInput(t *testing.T) {
 		f.Metadata["segtool.kind"] = "seg"
 		other := filepath.Join(tmp, "seg.safetensors")
 		require.NoError(t, safetensors.Write(other, f.Tensors, f.Metadata))
-		code, _, errOut := segtool(t, "eval", "--model", other, "--data", fix.data)
+		code, _, errOut := segtool(t, "reconstruct", "--model", other, "--input", fix.data)
 		requireOneLineError(t, code, errOut, other, `"seg"`)
 	})
 	t.Run("not a model at all", func(t *testing.T) {

@@ -28,6 +28,9 @@ reconstructions.png. Ctrl-C saves the run; --resume continues it exactly.`,
 			&cli.Float64Flag{Name: "lr", Usage: "Adam learning rate (overrides train.lr; default 0.001)"},
 			&cli.Uint64Flag{Name: "seed", Usage: "seed of weights, order and noise (overrides train.seed; default 1)"},
 			&cli.IntFlag{Name: "limit", Usage: "train on the first N images only (overrides data.limit)"},
+			&cli.StringFlag{Name: "init-encoder", Usage: "seg: start the encoder from this ae/vae/seg model `FILE` (overrides model.init_encoder)"},
+			&cli.IntFlag{Name: "freeze-encoder-epochs", Usage: "seg: train only the decoder for the first N epochs (overrides model.freeze_encoder_epochs)"},
+			&cli.BoolFlag{Name: "skip-bad", Usage: "skip unreadable or inconsistent image/mask pairs with a warning (overrides data.skip_bad)"},
 			&cli.StringFlag{Name: "out", Usage: "run `DIR` (default runs/<name>)"},
 			&cli.BoolFlag{Name: "resume", Usage: "continue the run in the run directory where it stopped"},
 			&cli.BoolFlag{Name: "force", Usage: "start afresh in a run directory that already holds a run"},
@@ -66,6 +69,15 @@ func runTrain(c *cli.Context) error {
 	if c.IsSet("limit") {
 		cfg.Data.Limit = c.Int("limit")
 	}
+	if c.IsSet("init-encoder") {
+		cfg.Model.InitEncoder = c.String("init-encoder")
+	}
+	if c.IsSet("freeze-encoder-epochs") {
+		cfg.Model.FreezeEncoderEpochs = c.Int("freeze-encoder-epochs")
+	}
+	if c.IsSet("skip-bad") {
+		cfg.Data.SkipBad = c.Bool("skip-bad")
+	}
 	if cfg.Name == "" {
 		cfg.Name = "run"
 	}
@@ -101,9 +113,13 @@ func runTrain(c *cli.Context) error {
 	fmt.Fprintf(c.App.Writer, "training %s: %d train / %d val images, %d parameters, run directory %s\n",
 		cfg.Task, job.train.Len(), job.val.Len(), job.store.NumParams(), runDir)
 
+	if job.note != "" {
+		fmt.Fprintln(c.App.Writer, job.note)
+	}
 	res, err := nn.Train(c.Context, job.task, job.store, job.train, job.val, nn.TrainOptions{
 		Epochs: cfg.Train.Epochs, Batch: cfg.Train.Batch, LR: cfg.Train.LR, WeightDecay: cfg.Train.WeightDecay,
 		Seed: cfg.Train.Seed, RunDir: runDir, Resume: resume, Log: c.App.Writer, Progress: c.App.ErrWriter, Quiet: c.Bool("quiet"),
+		FreezePrefix: job.freezePrefix, FreezeEpochs: job.freezeEpochs,
 	})
 	if errors.Is(err, nn.ErrInterrupted) {
 		return interruptedError{fmt.Sprintf("interrupted: saved %s; continue with the same command and --resume", res.LastPath)}
@@ -124,6 +140,11 @@ type trainJob struct {
 	// after runs once training has finished (pictures of the best model).
 	after func(c *cli.Context, res *nn.Result, runDir string) error
 	close func()
+	// note is printed before training (what was loaded, say).
+	note string
+	// freezePrefix names parameters kept fixed for freezeEpochs epochs.
+	freezePrefix string
+	freezeEpochs int
 }
 
 // trainers makes the job for each task of the config.

@@ -1,0 +1,115 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+const tinySegConfig = `task: seg
+name: tinyseg
+data:
+  channels: 3
+  height: 16
+  width: 16
+  val_fraction: 0.25
+  mask_encoding: index
+  classes:
+    - {name: background, color: [0, 0, 0]}
+    - {name: circle, color: [230, 25, 75]}
+    - {name: square, color: [60, 180, 75]}
+    - {name: triangle, color: [0, 130, 200]}
+  augment:
+    hflip: true
+model:
+  base: 4
+  depth: 2
+  loss: ce
+train:
+  epochs: 3
+  batch: 4
+  lr: 0.01
+  seed: 3
+`
+
+func writeSegConfig(t *testing.T, dir, body string) string {
+	t.Helper()
+	p := filepath.Join(dir, "seg.yaml")
+	require.NoError(t, os.WriteFile(p, []byte(body), 0o644))
+	return p
+}
+
+func TestSegTrainEvalFromAutoEncoder(t *testing.T) {
+	setup(t) // shapes data at 16x16 and an AE (base 4, depth 2) trained on them
+	dir := t.TempDir()
+	cfg := writeSegConfig(t, dir, tinySegConfig)
+	run := filepath.Join(dir, "run")
+	code, out, errOut := segtool(t, "train", "--config", cfg, "--data", fix.data, "--out", run, "-q",
+		"--init-encoder", filepath.Join(fix.run, "best.safetensors"), "--freeze-encoder-epochs", "1")
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, "encoder initialised from")
+	assert.Contains(t, out, "frozen for the first 1 epochs")
+	assert.Contains(t, out, "pixel accuracy")
+	for _, f := range []string{"best.safetensors", "confusion.png", "predictions.png", "metrics.jsonl"} {
+		assert.FileExists(t, filepath.Join(run, f))
+	}
+	b, err := os.ReadFile(filepath.Join(run, "metrics.jsonl"))
+	require.NoError(t, err)
+	var m map[string]float64
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	require.NoError(t, json.Unmarshal([]byte(lines[len(lines)-1]), &m))
+	assert.Contains(t, m, "val_miou")
+	assert.Contains(t, m, "val_iou_background")
+
+	img := filepath.Join(dir, "cm.png")
+	code, out, errOut = segtool(t, "eval", "--model", filepath.Join(run, "best.safetensors"), "--data", fix.data, "--json", "--confusion", img)
+	require.Equal(t, 0, code, errOut)
+	var rep segEvalReport
+	require.NoError(t, json.Unmarshal([]byte(out), &rep))
+	assert.Equal(t, 32, rep.Images)
+	assert.Equal(t, []string{"background", "circle", "square", "triangle"}, rep.Classes)
+	assert.Greater(t, rep.Scores.PixelAccuracy, 0.3)
+	var total int64
+	for _, row := range rep.Matrix {
+		for _, v := range row {
+			total += v
+		}
+	}
+	assert.Equal(t, int64(32*16*16), total, "every pixel of every mask, at the masks' resolution")
+	assert.FileExists(t, img)
+}
+
+func TestSegBadInput(t *testing.T) {
+	setup(t)
+	dir := t.TempDir()
+	t.Run("encoder of another shape", func(t *testing.T) {
+		cfg := writeSegConfig(t, dir, strings.Replace(tinySegConfig, "base: 4", "base: 8", 1))
+		code, _, errOut := segtool(t, "train", "--config", cfg, "--data", fix.data, "--out", filepath.Join(dir, "r1"), "-q",
+			"--init-encoder", filepath.Join(fix.run, "best.safetensors"))
+		requireOneLineError(t, code, errOut, "encoder.inc.conv1.weight", "[4 3 3 3]", "[8 3 3 3]")
+	})
+	t.Run("no classes", func(t *testing.T) {
+		body := tinySegConfig[:strings.Index(tinySegConfig, "  classes:")] + tinySegConfig[strings.Index(tinySegConfig, "  augment:"):]
+		cfg := writeSegConfig(t, dir, body)
+		code, _, errOut := segtool(t, "train", "--config", cfg, "--data", fix.data, "--out", filepath.Join(dir, "r2"), "-q")
+		requireOneLineError(t, code, errOut, "data.classes")
+	})
+	t.Run("mask value outside the class table", func(t *testing.T) {
+		// only three classes listed: the triangles' label 3 is unknown
+		body := strings.Replace(tinySegConfig, "    - {name: triangle, color: [0, 130, 200]}\n", "", 1)
+		cfg := writeSegConfig(t, dir, body)
+		code, _, errOut := segtool(t, "train", "--config", cfg, "--data", fix.data, "--out", filepath.Join(dir, "r3"), "-q")
+		requireOneLineError(t, code, errOut, filepath.Join(fix.data, "masks"), "3")
+	})
+	t.Run("eval an auto-encoder on masks is not a segmenter", func(t *testing.T) {
+		cfg := writeSegConfig(t, dir, tinySegConfig)
+		code, _, errOut := segtool(t, "train", "--config", cfg, "--data", fix.data, "--out", filepath.Join(dir, "r4"), "-q",
+			"--freeze-encoder-epochs", "2")
+		requireOneLineError(t, code, errOut, "freeze_encoder_epochs")
+	})
+}

@@ -492,7 +492,7 @@ func (r *CheckReport) Write(w io.Writer) {
 	if r.Encoding == MaskAuto {
 		p("encoding:   auto, decided per file: %s\n", countList(dec))
 	} else {
-		p("encoding:   %s (%s)\n", r.Encoding, countList(dec))
+		p("encoding:   %s (%d files)\n", r.Encoding, r.Decided[r.Encoding])
 	}
 	src := "given"
 	if r.ClassesInferred {

@@ -42,6 +42,6 @@ DIR/shapes.avi with such shapes moving.`,
 				}
 				return nil
 			}),
-		}},
+		}, dataCheckCommand()},
 	}
 }

@@ -1,7 +1,9 @@
 package datasets
 
 import (
+	"fmt"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -221,5 +223,69 @@ func TestAugmentNoIgnoreFillsZero(t *testing.T) {
 	require.NoError(t, err)
 	for _, v := range mask {
 		require.True(t, v == 0 || v == 1, "label %d", v)
+	}
+}
+
+func TestWithAugmentSharesTheData(t *testing.T) {
+	dir := squareSet(t)
+	aug := &Augment{HFlip: true, ScaleMin: 0.7, ScaleMax: 1.3, Rotate: 20, Contrast: 0.3}
+	plain, err := OpenLabelled(dir, LabelledOptions{Classes: twoClasses})
+	require.NoError(t, err)
+	augmented, err := OpenLabelled(dir, LabelledOptions{Classes: twoClasses, Augment: aug})
+	require.NoError(t, err)
+	view, err := plain.WithAugment(aug)
+	require.NoError(t, err)
+	back, err := view.WithAugment(nil)
+	require.NoError(t, err)
+	for seed := range uint64(5) {
+		a, am, err := augmented.Get(0, seed)
+		require.NoError(t, err)
+		v, vm, err := view.Get(0, seed)
+		require.NoError(t, err)
+		require.Equal(t, a, v, "the view augments like a set opened with the augmentation")
+		require.Equal(t, am, vm)
+		p, pm, err := plain.Get(0, seed)
+		require.NoError(t, err)
+		b, bm, err := back.Get(0, seed)
+		require.NoError(t, err)
+		require.Equal(t, p, b, "the original is not augmented")
+		require.Equal(t, pm, bm)
+	}
+	_, _, _, _, err = view.Native(0)
+	require.NoError(t, err)
+	assert.Same(t, plain.native, view.native, "Native's cache is shared")
+	_, err = plain.WithAugment(&Augment{Rotate: 500})
+	assert.Error(t, err)
+}
+
+func TestLabelledConcurrentUse(t *testing.T) {
+	dir := squareSet(t)
+	l, err := OpenLabelled(dir, LabelledOptions{Classes: twoClasses, Augment: &Augment{HFlip: true, Rotate: 10}})
+	require.NoError(t, err)
+	want, wantMask, err := l.Get(0, 5)
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 4 {
+		wg.Go(func() {
+			for range 5 {
+				x, m, err := l.Get(0, 5)
+				if err == nil && (!equalFloat32(x, want) || !equalInt32(m, wantMask)) {
+					err = fmt.Errorf("concurrent Get differs")
+				}
+				if err == nil {
+					_, _, _, _, err = l.Native(0)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }

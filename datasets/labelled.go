@@ -111,11 +111,16 @@ type Labelled struct {
 	imgs  [][]uint8
 	masks [][]uint16
 
-	nativeSize [][2]int // h, w of each pair
-	nativeOK   bool     // cache Native's reads
-	mu         sync.Mutex
-	nimgs      [][]uint8
-	nmasks     [][]uint16
+	nativeSize [][2]int     // h, w of each pair
+	native     *nativeCache // Native's reads; nil: not cached
+}
+
+// nativeCache keeps pairs at their own size once Native has decoded them.
+// It is shared by the views WithAugment makes.
+type nativeCache struct {
+	mu    sync.Mutex
+	imgs  [][]uint8
+	masks [][]uint16
 }
 
 var _ Source = (*Labelled)(nil)
@@ -256,12 +261,26 @@ func OpenLabelled(spec string, opt LabelledOptions) (*Labelled, error) {
 	if !cache {
 		trainBytes = 0
 	}
-	l.nativeOK = trainBytes+nativeBytes <= opt.CacheBytes
-	if l.nativeOK {
-		l.nimgs = make([][]uint8, len(l.pairs))
-		l.nmasks = make([][]uint16, len(l.pairs))
+	if trainBytes+nativeBytes <= opt.CacheBytes {
+		l.native = &nativeCache{imgs: make([][]uint8, len(l.pairs)), masks: make([][]uint16, len(l.pairs))}
 	}
 	return l, nil
+}
+
+// WithAugment returns a view of the same pairs, sharing the decoded data,
+// whose Get augments with a (nil: none). It lets one decoded set serve both
+// training (augmented) and validation (plain) without decoding it twice.
+func (l *Labelled) WithAugment(a *Augment) (*Labelled, error) {
+	if a != nil {
+		if err := a.Validate(); err != nil {
+			return nil, fmt.Errorf("labelled data %s: %w", l.spec, err)
+		}
+		a = &Augment{HFlip: a.HFlip, VFlip: a.VFlip, ScaleMin: a.ScaleMin, ScaleMax: a.ScaleMax, Rotate: a.Rotate,
+			Brightness: a.Brightness, Contrast: a.Contrast, Saturation: a.Saturation}
+	}
+	v := *l
+	v.aug = a
+	return &v, nil
 }
 
 // unpairedError is the error for images or masks without a partner.
@@ -551,10 +570,10 @@ func (l *Labelled) Native(i int) (img []float32, h, w int, mask []int32, err err
 	h, w = l.nativeSize[i][0], l.nativeSize[i][1]
 	var pix []uint8
 	var lab []uint16
-	if l.nativeOK {
-		l.mu.Lock()
-		pix, lab = l.nimgs[i], l.nmasks[i]
-		l.mu.Unlock()
+	if nc := l.native; nc != nil {
+		nc.mu.Lock()
+		pix, lab = nc.imgs[i], nc.masks[i]
+		nc.mu.Unlock()
 	}
 	if pix == nil {
 		r, err := l.load(l.pairs[i], 0, 0, false, true)
@@ -565,10 +584,10 @@ func (l *Labelled) Native(i int) (img []float32, h, w int, mask []int32, err err
 			return nil, 0, 0, nil, errors.New("labelled data: " + l.pairs[i].image + " changed size since it was opened")
 		}
 		pix, lab = r.img, r.lab
-		if l.nativeOK {
-			l.mu.Lock()
-			l.nimgs[i], l.nmasks[i] = pix, lab
-			l.mu.Unlock()
+		if nc := l.native; nc != nil {
+			nc.mu.Lock()
+			nc.imgs[i], nc.masks[i] = pix, lab
+			nc.mu.Unlock()
 		}
 	}
 	return bytesToCHW(pix, l.c, h*w), h, w, labelsToInt32(lab), nil

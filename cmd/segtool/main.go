@@ -56,6 +56,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			encodeCommand(),
 			decodeCommand(),
 			dataCommand(),
+			predictCommand(),
 		},
 		// One line on standard error and exit 1 is what every failure gets;
 		// urfave would otherwise print help for some and exit for others.

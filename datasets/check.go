@@ -541,7 +541,7 @@ func (r *CheckReport) Write(w io.Writer) {
 		if u.FileCount > len(u.Files) {
 			files += fmt.Sprintf(", ... (%d files)", u.FileCount)
 		}
-		lines = append(lines, fmt.Sprintf("%s: %d pixels in %s", u.Value, u.Pixels, files))
+		lines = append(lines, fmt.Sprintf("%s: %s in %s", u.Value, pixelCount(u.Pixels), files))
 	}
 	if len(lines) > 0 {
 		list("mask values not in the class table ("+r.table.String()+")", lines)

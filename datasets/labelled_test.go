@@ -348,17 +348,17 @@ func TestMaskEncodingErrors(t *testing.T) {
 			m := append([]uint8(nil), testMask...)
 			m[3], m[4] = 255, 254
 			writeTestPNG(t, filepath.Dir(p), filepath.Base(p), m, testW, testH, 1)
-		}, []string{"value 254 (1 pixels)", "ignore 255"}},
+		}, []string{"value 254 (1 pixel)", "ignore 255"}},
 		{"colour not in the table", MaskRGB, table3, func(t *testing.T, p string) {
 			rgb := colourMask(testMask, table3)
 			rgb[3], rgb[4], rgb[5] = 1, 2, 3
 			writeTestPNG(t, filepath.Dir(p), filepath.Base(p), rgb, testW, testH, 3)
-		}, []string{"colour (1,2,3) (1 pixels)", "1 road (128,64,128)"}},
+		}, []string{"colour (1,2,3) (1 pixel)", "1 road (128,64,128)"}},
 		{"binary value other than 0/255", MaskBinary, ClassTable{Classes: table3.Classes[:2], Ignore: -1}, func(t *testing.T, p string) {
 			m := shifted(func(v uint8) uint8 { return 255 * (v % 2) })
 			m[2] = 128
 			writeTestPNG(t, filepath.Dir(p), filepath.Base(p), m, testW, testH, 1)
-		}, []string{"value 128 (1 pixels)", "neither 0 nor 255"}},
+		}, []string{"value 128 (1 pixel)", "neither 0 nor 255"}},
 		{"colour mask read as index", MaskIndex, table3, func(t *testing.T, p string) {
 			writeTestPNG(t, filepath.Dir(p), filepath.Base(p), colourMask(testMask, table3), testW, testH, 3)
 		}, []string{"is a colour image", "pixel 1,0 is (128,64,128)", "use mask encoding rgb"}},

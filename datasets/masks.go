@@ -459,7 +459,7 @@ func (l *labeller) unknownError(path string, enc MaskEncoding, bad map[maskKey]i
 	top := counts[0]
 	others := ""
 	if len(counts) > 1 {
-		others = fmt.Sprintf(" (and %d other unknown values)", len(counts)-1)
+		others = fmt.Sprintf(" (and %d other unknown value(s))", len(counts)-1)
 	}
 	hint := ""
 	if ext := strings.ToLower(filepath.Ext(path)); ext == ".jpg" || ext == ".jpeg" {
@@ -467,14 +467,22 @@ func (l *labeller) unknownError(path string, enc MaskEncoding, bad map[maskKey]i
 	}
 	switch {
 	case top.key&keyBadBinary != 0:
-		return fmt.Errorf("mask %s: %s (%d pixels)%s is neither 0 nor 255, but the mask encoding is binary; fix the mask, or use index masks and a class table%s",
-			path, top.key, top.pixels, others, hint)
+		return fmt.Errorf("mask %s: %s (%s)%s is neither 0 nor 255, but the mask encoding is binary; fix the mask, or use index masks and a class table%s",
+			path, top.key, pixelCount(top.pixels), others, hint)
 	case top.key&keyColour != 0:
-		return fmt.Errorf("mask %s: %s (%d pixels)%s is not the colour of any class (%s); fix the mask or add the colour to the class table (data.classes)%s",
-			path, top.key, top.pixels, others, l.table.colorTable(), hint)
+		return fmt.Errorf("mask %s: %s (%s)%s is not the colour of any class (%s); fix the mask or add the colour to the class table (data.classes)%s",
+			path, top.key, pixelCount(top.pixels), others, l.table.colorTable(), hint)
 	}
-	return fmt.Errorf("mask %s (%s): %s (%d pixels)%s is not a class of the table (%s); fix the mask, add the class to data.classes, or set data.ignore_index to it%s",
-		path, enc, top.key, top.pixels, others, l.table.String(), hint)
+	return fmt.Errorf("mask %s (%s): %s (%s)%s is not a class of the table (%s); fix the mask, add the class to data.classes, or set data.ignore_index to it%s",
+		path, enc, top.key, pixelCount(top.pixels), others, l.table.String(), hint)
+}
+
+// pixelCount writes "1 pixel" or "n pixels".
+func pixelCount(n int64) string {
+	if n == 1 {
+		return "1 pixel"
+	}
+	return fmt.Sprintf("%d pixels", n)
 }
 
 // sortedCounts lists a histogram most common first (ties by key).

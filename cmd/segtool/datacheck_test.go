@@ -83,7 +83,7 @@ func TestDataCheckProblems(t *testing.T) {
 	code, out, errOut := segtool(t, "data", "check", "--classes-from", cfg, dir)
 	requireOneLineError(t, code, errOut, "data check", "1 image(s) without a mask", "1 mask value(s) not in the class table")
 	assert.Contains(t, out, filepath.Join(dir, "masks", "0002.png"))
-	assert.Contains(t, out, "value 9: 1 pixels")
+	assert.Contains(t, out, "value 9: 1 pixel")
 	assert.Contains(t, out, filepath.Join(dir, "images", "extra.png"))
 
 	code, _, errOut = segtool(t, "data", "check", t.TempDir())

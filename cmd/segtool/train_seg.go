@@ -119,7 +119,8 @@ func openSegData(cfg *Config) (train, val nn.Dataset, err error) {
 		}
 		train, val = all, v
 	} else {
-		plain, err := datasets.OpenLabelled(d.Train, cfg.labelledOptions(false))
+		// the same decoded images, seen without augmentation for validation
+		plain, err := all.WithAugment(nil)
 		if err != nil {
 			return nil, nil, err
 		}

@@ -26,6 +26,10 @@ type Config struct {
 	Data  DataConfig  `yaml:"data"`
 	Model ModelConfig `yaml:"model"`
 	Train TrainConfig `yaml:"train"`
+
+	// warn receives warnings while data are opened (skipped pairs); not
+	// part of the file.
+	warn io.Writer
 }
 
 // DataConfig says where the images are and what size they are trained at.

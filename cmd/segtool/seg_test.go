@@ -113,3 +113,58 @@ func TestSegBadInput(t *testing.T) {
 		requireOneLineError(t, code, errOut, "freeze_encoder_epochs")
 	})
 }
+
+// copyShapes copies the fixture's shapes set so a test can break it.
+func copyShapes(t *testing.T, dst string) {
+	t.Helper()
+	for _, sub := range []string{"images", "masks"} {
+		require.NoError(t, os.MkdirAll(filepath.Join(dst, sub), 0o755))
+		entries, err := os.ReadDir(filepath.Join(fix.data, sub))
+		require.NoError(t, err)
+		for _, e := range entries {
+			b, err := os.ReadFile(filepath.Join(fix.data, sub, e.Name()))
+			require.NoError(t, err)
+			require.NoError(t, os.WriteFile(filepath.Join(dst, sub, e.Name()), b, 0o644))
+		}
+	}
+}
+
+func TestSegBadPairs(t *testing.T) {
+	setup(t)
+	dir := t.TempDir()
+	cfg := writeSegConfig(t, dir, tinySegConfig)
+	data := filepath.Join(dir, "data")
+	copyShapes(t, data)
+	// a mask of another size than its image
+	other := filepath.Join(dir, "other")
+	code, _, errOut := segtool(t, "data", "shapes", "--out", other, "--n", "1", "--size", "24", "--frames", "0")
+	require.Equal(t, 0, code, errOut)
+	b, err := os.ReadFile(filepath.Join(other, "masks", "0000.png"))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(data, "masks", "0005.png"), b, 0o644))
+
+	code, _, errOut = segtool(t, "train", "--config", cfg, "--data", data, "--out", filepath.Join(dir, "r1"), "-q")
+	requireOneLineError(t, code, errOut, "0005.png", "24x24")
+	assert.NoDirExists(t, filepath.Join(dir, "r1"))
+
+	// --skip-bad trains on the rest and says what it skipped
+	code, out, errOut := segtool(t, "train", "--config", cfg, "--data", data, "--out", filepath.Join(dir, "r2"), "-q", "--skip-bad", "--epochs", "1")
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, errOut, "0005.png")
+	assert.Contains(t, out, "23 train / 8 val", "31 pairs left, a quarter held out")
+
+	t.Run("empty folder", func(t *testing.T) {
+		empty := filepath.Join(dir, "empty")
+		require.NoError(t, os.MkdirAll(empty, 0o755))
+		code, _, errOut := segtool(t, "train", "--config", cfg, "--data", empty, "--out", filepath.Join(dir, "r3"), "-q")
+		requireOneLineError(t, code, errOut, empty)
+	})
+	t.Run("undecodable image", func(t *testing.T) {
+		good, err := os.ReadFile(filepath.Join(fix.data, "masks", "0005.png"))
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(data, "masks", "0005.png"), good, 0o644))
+		require.NoError(t, os.WriteFile(filepath.Join(data, "images", "0007.png"), []byte("not a png"), 0o644))
+		code, _, errOut := segtool(t, "train", "--config", cfg, "--data", data, "--out", filepath.Join(dir, "r4"), "-q")
+		requireOneLineError(t, code, errOut, "0007.png")
+	})
+}

@@ -82,6 +82,7 @@ func runTrain(c *cli.Context) error {
 		cfg.Name = "run"
 	}
 	cfg.Defaults()
+	cfg.warn = c.App.ErrWriter
 	if err := cfg.Validate(); err != nil {
 		return err
 	}

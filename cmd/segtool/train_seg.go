@@ -81,7 +81,7 @@ func (c *Config) augment() *datasets.Augment {
 
 func (c *Config) labelledOptions(augment bool) datasets.LabelledOptions {
 	opt := datasets.LabelledOptions{Channels: c.Data.Channels, Height: c.Data.Height, Width: c.Data.Width,
-		Classes: c.classTable(), Encoding: datasets.MaskEncoding(c.Data.MaskEncoding), SkipBad: c.Data.SkipBad}
+		Classes: c.classTable(), Encoding: datasets.MaskEncoding(c.Data.MaskEncoding), SkipBad: c.Data.SkipBad, Warn: c.warn}
 	if augment {
 		opt.Augment = c.augment()
 	}

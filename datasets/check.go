@@ -407,15 +407,12 @@ func (r *CheckReport) tally(pairs []pair, scans []*maskScan) {
 	slices.SortFunc(r.UnknownValues, func(a, b UnknownValue) int {
 		return cmp.Or(cmp.Compare(b.Pixels, a.Pixels), strings.Compare(a.Value, b.Value))
 	})
-	freq := make([]float64, K)
-	var seen []float64
 	for c := range K {
-		if t.Scored(c) && pixels[c] > 0 {
-			freq[c] = float64(pixels[c]) / float64(present[c])
-			seen = append(seen, freq[c])
+		if !t.Scored(c) {
+			present[c] = 0 // no weight for the ignored label
 		}
 	}
-	med := median(seen)
+	weights := MedianFrequencyWeights(pixels, present)
 	for c, cl := range t.Classes {
 		st := ClassStat{Index: c, Name: cl.Name, Color: cl.Color, Pixels: pixels[c], Images: images[c], Ignored: !t.Scored(c)}
 		if st.Ignored {
@@ -423,11 +420,32 @@ func (r *CheckReport) tally(pairs []pair, scans []*maskScan) {
 		} else if r.LabelledPixels > 0 {
 			st.Fraction = float64(pixels[c]) / float64(r.LabelledPixels)
 		}
-		if freq[c] > 0 {
-			st.Weight = med / freq[c]
-		}
+		st.Weight = weights[c]
 		r.Classes = append(r.Classes, st)
 	}
+}
+
+// MedianFrequencyWeights balances classes as SegNet does for CamVid (Eigen &
+// Fergus 2015): weight = median(freq) / freq(class), where freq(class) is the
+// class's pixels over the labelled pixels of the masks that hold it
+// (present[c]). Classes never seen (present 0) get weight 0.
+func MedianFrequencyWeights(pixels, present []int64) []float64 {
+	freq := make([]float64, len(pixels))
+	var seen []float64
+	for c := range pixels {
+		if pixels[c] > 0 && present[c] > 0 {
+			freq[c] = float64(pixels[c]) / float64(present[c])
+			seen = append(seen, freq[c])
+		}
+	}
+	med := median(seen)
+	w := make([]float64, len(pixels))
+	for c, f := range freq {
+		if f > 0 {
+			w[c] = med / f
+		}
+	}
+	return w
 }
 
 // median is the median of xs (0 for none); xs is reordered.

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/segtool/segtool/seg"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -167,4 +168,22 @@ func TestSegBadPairs(t *testing.T) {
 		code, _, errOut := segtool(t, "train", "--config", cfg, "--data", data, "--out", filepath.Join(dir, "r4"), "-q")
 		requireOneLineError(t, code, errOut, "0007.png")
 	})
+}
+
+func TestSegAutoClassWeights(t *testing.T) {
+	setup(t)
+	dir := t.TempDir()
+	cfg := writeSegConfig(t, dir, strings.Replace(tinySegConfig, "  loss: ce\n", "  loss: ce\n  class_weights: auto\n", 1))
+	run := filepath.Join(dir, "run")
+	code, _, errOut := segtool(t, "train", "--config", cfg, "--data", fix.data, "--out", run, "-q", "--epochs", "1")
+	require.Equal(t, 0, code, errOut)
+	m, err := seg.Load(filepath.Join(run, "best.safetensors"))
+	require.NoError(t, err)
+	defer m.Close()
+	w := m.Config.ClassWeights
+	require.Len(t, w, 4)
+	assert.Less(t, w[0], 1.0, "background is the most frequent class")
+	for _, v := range w[1:] {
+		assert.Greater(t, v, w[0])
+	}
 }

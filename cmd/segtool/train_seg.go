@@ -136,45 +136,34 @@ func openSegData(cfg *Config) (train, val nn.Dataset, err error) {
 	return train, val, nil
 }
 
-// medianFrequencyWeights weights each class by median(freq)/freq(class)
-// (Eigen & Fergus 2015), from the class pixel counts of the training masks;
-// classes never seen get weight 0.
+// medianFrequencyWeights counts the class pixels of the training masks (at
+// the training size, unaugmented) and balances them as data check suggests.
 func medianFrequencyWeights(ds nn.Dataset, k, ignore int) ([]float64, error) {
-	counts := make([]float64, k)
+	pixels, present := make([]int64, k), make([]int64, k)
+	local := make([]int64, k)
 	for i := 0; i < ds.Len(); i++ {
 		_, mask, err := ds.Get(i, 0)
 		if err != nil {
 			return nil, err
 		}
+		clear(local)
+		var labelled int64
 		for _, v := range mask {
 			if int(v) != ignore && v >= 0 && int(v) < k {
-				counts[v]++
+				local[v]++
+				labelled++
+			}
+		}
+		for c, n := range local {
+			if n > 0 {
+				pixels[c] += n
+				present[c] += labelled
 			}
 		}
 	}
-	var total float64
-	var freqs []float64
-	for _, c := range counts {
-		total += c
-	}
-	for _, c := range counts {
-		if c > 0 {
-			freqs = append(freqs, c/total)
-		}
-	}
-	if len(freqs) == 0 {
+	w := datasets.MedianFrequencyWeights(pixels, present)
+	if slices.Max(w) == 0 {
 		return nil, errors.New("class weights: the training masks have no labelled pixels")
-	}
-	slices.Sort(freqs)
-	median := freqs[len(freqs)/2]
-	if len(freqs)%2 == 0 {
-		median = (freqs[len(freqs)/2-1] + freqs[len(freqs)/2]) / 2
-	}
-	w := make([]float64, k)
-	for i, c := range counts {
-		if c > 0 {
-			w[i] = median / (c / total)
-		}
 	}
 	return w, nil
 }

@@ -219,9 +219,48 @@ func outlinedText(m *gocv.Mat, s string, org image.Point, scale float64, thick i
 	gocv.PutTextWithParams(m, s, org, textFont, scale, color.RGBA{255, 255, 255, 255}, thick, gocv.LineAA, false)
 }
 
+// legendLayout is the geometry of the legend of n classes on a frame of
+// w x h: the panel, the rows that fit, and the text metrics.
+type legendLayout struct {
+	panel                   image.Rectangle
+	rows                    int
+	scale                   float64
+	thick, pad, row, th, sw int
+}
+
+func layoutLegend(w, h int, names []string, n int) legendLayout {
+	scale, thick := textStyle(h)
+	tw := 0
+	th := gocv.GetTextSize("Ag", textFont, scale, thick).Y
+	for _, s := range names[:n] {
+		tw = max(tw, gocv.GetTextSize(s, textFont, scale, thick).X)
+	}
+	pad := max(3, th/2)
+	row := th + pad
+	l := legendLayout{scale: scale, thick: thick, pad: pad, row: row, th: th, sw: th + 2}
+	l.rows = max(0, min(n, (h-2*pad)/row))
+	x0, y0 := pad, pad
+	l.panel = image.Rect(x0, y0, min(w, x0+pad+l.sw+pad+tw+pad), min(h, y0+pad+l.rows*row))
+	return l
+}
+
+// LegendRect is where DrawLegend draws on a frame of w x h (empty when
+// nothing fits), for keeping other drawing out of it.
+func LegendRect(w, h int, names []string, colors [][3]uint8) image.Rectangle {
+	n := min(len(names), len(colors))
+	if n == 0 || w <= 0 || h <= 0 {
+		return image.Rectangle{}
+	}
+	l := layoutLegend(w, h, names, n)
+	if l.rows == 0 {
+		return image.Rectangle{}
+	}
+	return l.panel
+}
+
 // DrawLegend draws, in f's top-left corner and in place, one row per class:
-// a swatch of its colour (RGB) and its name, on a darkened panel. Classes
-// beyond what fits the frame's height are left out.
+// a swatch of its colour (RGB) and its name, on a darkened panel (see
+// LegendRect). Classes beyond what fits the frame's height are left out.
 func DrawLegend(f Frame, names []string, colors [][3]uint8) error {
 	if err := f.check("legend"); err != nil {
 		return err
@@ -230,22 +269,13 @@ func DrawLegend(f Frame, names []string, colors [][3]uint8) error {
 	if n == 0 {
 		return nil
 	}
-	scale, thick := textStyle(f.Height)
-	tw := 0
-	th := gocv.GetTextSize("Ag", textFont, scale, thick).Y
-	for _, s := range names[:n] {
-		tw = max(tw, gocv.GetTextSize(s, textFont, scale, thick).X)
-	}
-	pad := max(3, th/2)
-	row := th + pad
-	sw := th + 2 // swatch side
-	n = min(n, (f.Height-2*pad)/row)
-	if n <= 0 {
+	l := layoutLegend(f.Width, f.Height, names, n)
+	if l.rows == 0 {
 		return nil
 	}
-	x0, y0 := pad, pad
-	x1 := min(f.Width, x0+pad+sw+pad+tw+pad)
-	y1 := min(f.Height, y0+pad+n*row)
+	n = l.rows
+	scale, thick, pad, row, th, sw := l.scale, l.thick, l.pad, l.row, l.th, l.sw
+	x0, y0, x1, y1 := l.panel.Min.X, l.panel.Min.Y, l.panel.Max.X, l.panel.Max.Y
 	for y := y0; y < y1; y++ {
 		p := f.Pix[3*(y*f.Width+x0) : 3*(y*f.Width+x1)]
 		for i := range p {
@@ -365,9 +395,10 @@ func Regions(labels []int32, w, h, minArea, ignore int) ([]Region, error) {
 // DrawLabels writes each class's name, in place, on the regions of a class
 // map (lw x lh, any resolution: positions are scaled to f) that cover at
 // least minFrac of it, at the point of the region farthest from its border;
-// at most maxLabels labels, largest regions first. names are by class; the
-// ignore label gets none.
-func DrawLabels(f Frame, labels []int32, lw, lh int, names []string, ignore int, minFrac float64, maxLabels int) error {
+// at most maxLabels labels, largest regions first, none over another or
+// over avoid (the legend's LegendRect, say; empty: nothing to avoid).
+// names are by class; the ignore label gets none.
+func DrawLabels(f Frame, labels []int32, lw, lh int, names []string, ignore int, minFrac float64, maxLabels int, avoid image.Rectangle) error {
 	if err := f.check("labels"); err != nil {
 		return err
 	}
@@ -387,6 +418,10 @@ func DrawLabels(f Frame, labels []int32, lw, lh int, names []string, ignore int,
 	}
 	defer m.Close()
 	scale, thick := textStyle(f.Height)
+	var drawn []image.Rectangle
+	if !avoid.Empty() {
+		drawn = append(drawn, avoid)
+	}
 	for _, r := range regions {
 		if int(r.Class) >= len(names) {
 			continue
@@ -397,6 +432,13 @@ func DrawLabels(f Frame, labels []int32, lw, lh int, names []string, ignore int,
 		cy := (2*r.Y + 1) * f.Height / (2 * lh)
 		x := min(max(0, cx-sz.X/2), max(0, f.Width-sz.X))
 		y := min(max(sz.Y, cy+sz.Y/2), f.Height-1)
+		box := image.Rect(x, y-sz.Y, x+sz.X, y).Inset(-2)
+		// A smaller region's label that would cover a larger one's is
+		// left out: two names on top of each other help no one.
+		if slices.ContainsFunc(drawn, box.Overlaps) {
+			continue
+		}
+		drawn = append(drawn, box)
 		outlinedText(&m, s, image.Pt(x, y), scale, thick)
 	}
 	return nil

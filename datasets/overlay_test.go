@@ -1,6 +1,7 @@
 package datasets
 
 import (
+	"image"
 	"math"
 	"testing"
 
@@ -182,6 +183,9 @@ func TestDrawLegendAndLabels(t *testing.T) {
 	}
 	assert.Greater(t, changed(f, 0, 0, w/2, h/2), 200, "the legend is in the top-left corner")
 	assert.Zero(t, changed(f, w/2, h/2, w, h), "and nowhere else")
+	lr := LegendRect(w, h, []string{"red", "green", "blue"}, testColors)
+	require.False(t, lr.Empty())
+	assert.Equal(t, changed(f, 0, 0, w, h), changed(f, lr.Min.X, lr.Min.Y, lr.Max.X, lr.Max.Y), "all of it inside LegendRect")
 	// a red swatch is there
 	red := 0
 	for i := 0; i < len(f.Pix); i += 3 {
@@ -193,11 +197,14 @@ func TestDrawLegendAndLabels(t *testing.T) {
 
 	g := greyFrame(w, h, 128)
 	labels := stripes(16, 12)
-	require.NoError(t, DrawLabels(g, labels, 16, 12, []string{"a", "b", "c"}, 9, 0.05, 10))
+	require.NoError(t, DrawLabels(g, labels, 16, 12, []string{"a", "b", "c"}, 9, 0.05, 10, image.Rectangle{}))
 	// text lands in each stripe (the map is a tenth of the frame's size)
 	for s := range 3 {
 		x0, x1 := s*w/3, (s+1)*w/3
 		assert.Greater(t, changed(g, x0, 0, x1, h), 10, "stripe %d has its label", s)
 	}
-	require.NoError(t, DrawLabels(g, labels, 16, 12, []string{"a", "b", "c"}, 9, 0.9, 10), "no region large enough: nothing drawn")
+	before := g.Clone()
+	require.NoError(t, DrawLabels(g, labels, 16, 12, []string{"a", "b", "c"}, 9, 0.9, 10, image.Rectangle{}), "no region large enough: nothing drawn")
+	require.NoError(t, DrawLabels(g, labels, 16, 12, []string{"a", "b", "c"}, 9, 0.05, 10, image.Rect(0, 0, w, h)), "all to avoid: nothing drawn")
+	assert.Equal(t, before.Pix, g.Pix)
 }

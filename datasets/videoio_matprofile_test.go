@@ -63,7 +63,7 @@ func TestVideoPathLeaksNoMat(t *testing.T) {
 		}
 		o, err := Overlay(f, labels, colors, -1, 0.5)
 		require.NoError(t, err)
-		require.NoError(t, DrawLabels(o, labels, 64, 48, names, -1, 0.05, 5))
+		require.NoError(t, DrawLabels(o, labels, 64, 48, names, -1, 0.05, 5, LegendRect(64, 48, names, colors)))
 		require.NoError(t, DrawLegend(o, names, colors))
 		if i%50 == 0 {
 			cm, err := ColorMask(labels, 64, 48, colors, -1)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"image"
 	"io"
 	"math"
 	"os"
@@ -64,8 +65,9 @@ type predictOptions struct {
 	smooth         float64
 }
 
-// minLabelFrac is the share of the picture a region needs to get a label.
-const minLabelFrac = 0.02
+// minLabelFrac is the share of the picture a region needs to get a label:
+// 0.5%, a 34x25 patch of a 480x360 frame.
+const minLabelFrac = 0.005
 
 // maxLabels bounds the labels drawn on one frame.
 const maxLabels = 12
@@ -565,7 +567,11 @@ func (p *predictor) paintOne(it *item) error {
 		return err
 	}
 	if p.opt.labels {
-		if err := datasets.DrawLabels(o, low, it.xw, it.xh, names, cfg.Ignore, minLabelFrac, maxLabels); err != nil {
+		var avoid image.Rectangle
+		if p.opt.legend {
+			avoid = datasets.LegendRect(f.Width, f.Height, names, colors)
+		}
+		if err := datasets.DrawLabels(o, low, it.xw, it.xh, names, cfg.Ignore, minLabelFrac, maxLabels, avoid); err != nil {
 			return err
 		}
 	}

@@ -4,7 +4,7 @@
 GO      ?= go
 BIN     := bin/segtool
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PKGS := libopencv-dev pkg-config g++
+APT_PKGS := libopencv-dev libdnnl-dev pkg-config g++
 DEMO    ?= demo
 
 .PHONY: all deps build test demo bench accept fmt vet clean
@@ -13,8 +13,9 @@ all: build
 
 # System packages only when they cannot be found; quiet and quick otherwise.
 deps:
-	@if ! command -v pkg-config >/dev/null 2>&1 || ! pkg-config --exists opencv4 || ! command -v g++ >/dev/null 2>&1; then \
-		echo "make deps: installing $(APT_PKGS) with apt-get (OpenCV for gocv)"; \
+	@if ! command -v pkg-config >/dev/null 2>&1 || ! pkg-config --exists opencv4 || ! command -v g++ >/dev/null 2>&1 \
+		|| [ ! -f /usr/include/oneapi/dnnl/dnnl.h ]; then \
+		echo "make deps: installing $(APT_PKGS) with apt-get (OpenCV for gocv, oneDNN for the convolutions)"; \
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(APT_PKGS) >/dev/null; \
 	fi
@@ -47,9 +48,20 @@ demo: build
 	@echo; echo "Look at: $(DEMO)/reconstructions.png (inputs above their auto-encoder reconstructions)"
 	@echo "         $(DEMO)/seg-run/predictions.png (image, true mask, predicted mask) and $(DEMO)/confusion.png"
 
-# Kernel micro-benchmarks (the PyTorch side-by-side comes with the fast-kernel work).
+# segtool against PyTorch on the same CPU (bench/): the same U-Net, batch 8 x
+# 3 x 128 x 128, with and without batch norm, 2 threads, one table. First the
+# check that both compute the same function (same weights, same logits).
+# PyTorch is Debian's python3-torch, for /usr/bin/python3.
+BENCH_ARGS ?=
 bench: deps
-	$(GO) test -run '^$$' -bench . -benchmem ./nn/ops/
+	@/usr/bin/python3 -c 'import torch' 2>/dev/null || { \
+		echo "make bench: installing python3-torch with apt-get (PyTorch for /usr/bin/python3)"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends python3-torch >/dev/null; }
+	$(GO) test -count=1 -run Parity -v ./bench/segbench/
+	$(GO) build -o bin/segbench ./bench/segbench
+	@uptime
+	bin/segbench $(BENCH_ARGS)
 
 # Long acceptance runs (minutes): MNIST auto-encoder against PCA-16.
 accept: build

@@ -53,13 +53,26 @@ type bnOp struct {
 	training bool
 	// the statistics the last forward pass normalised with, for the backward pass
 	mean, invStd []float64
+	// the parameter gradients the last backward pass found on its way
+	// (sum dy*xhat and sum dy per channel), for the dgamma and dbeta ops
+	dgamma, dbeta []float64
 }
 
+// At inference nothing reads the input again, so batch norm overwrites it
+// when nothing else does; in training the backward pass needs it.
+func (op *bnOp) ReturnsPtr() bool { return !op.training }
+func (op *bnOp) OverwritesInput() int {
+	if op.training {
+		return -1
+	}
+	return 0
+}
 func (op *bnOp) Arity() int                                     { return 3 }
 func (op *bnOp) Type() hm.Type                                  { return fnType(4, 1, 1, 4) }
 func (op *bnOp) InferShape(...G.DimSizer) (tensor.Shape, error) { return op.shape.Clone(), nil }
 func (op *bnOp) Do(in ...G.Value) (G.Value, error)              { return op.UsePreallocDo(nil, in...) }
 func (op *bnOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, error) {
+	defer timer(op.name)()
 	x, err := dense(op.name, in[0])
 	if err != nil {
 		return nil, err
@@ -72,13 +85,87 @@ func (op *bnOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, error) 
 	if err != nil {
 		return nil, err
 	}
-	y := out(prealloc, x.Dtype(), op.shape, in...)
+	var y *tensor.Dense
+	if !op.training {
+		y = inPlace(prealloc, in, 0)
+	}
+	if y == nil {
+		y = op.outBuf(prealloc, x.Dtype(), op.shape, in...)
+	}
 	err = dispatch(op.name, x,
 		func() { bnForward(op, data[float32](x), data[float32](gamma), data[float32](beta), data[float32](y)) },
 		func() { bnForward(op, data[float64](x), data[float64](gamma), data[float64](beta), data[float64](y)) })
 	return y, err
 }
 
+// sum4 adds v in float64 with four independent accumulators (one chain of
+// dependent adds is four times slower).
+func sum4[T Float](v []T) float64 {
+	var s0, s1, s2, s3 float64
+	i := 0
+	for ; i+4 <= len(v); i += 4 {
+		s0 += float64(v[i])
+		s1 += float64(v[i+1])
+		s2 += float64(v[i+2])
+		s3 += float64(v[i+3])
+	}
+	for ; i < len(v); i++ {
+		s0 += float64(v[i])
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+// sqdev4 is the sum of (v-mean)^2.
+func sqdev4[T Float](v []T, mean float64) float64 {
+	var s0, s1, s2, s3 float64
+	i := 0
+	for ; i+4 <= len(v); i += 4 {
+		d0, d1, d2, d3 := float64(v[i])-mean, float64(v[i+1])-mean, float64(v[i+2])-mean, float64(v[i+3])-mean
+		s0 += d0 * d0
+		s1 += d1 * d1
+		s2 += d2 * d2
+		s3 += d3 * d3
+	}
+	for ; i < len(v); i++ {
+		d := float64(v[i]) - mean
+		s0 += d * d
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+// dydev4 is the sum of dy and the sum of dy*(x-mean).
+func dydev4[T Float](dy, x []T, mean float64) (float64, float64) {
+	x = x[:len(dy)]
+	var a0, a1, b0, b1 float64
+	i := 0
+	for ; i+2 <= len(dy); i += 2 {
+		g0, g1 := float64(dy[i]), float64(dy[i+1])
+		a0 += g0
+		a1 += g1
+		b0 += g0 * (float64(x[i]) - mean)
+		b1 += g1 * (float64(x[i+1]) - mean)
+	}
+	for ; i < len(dy); i++ {
+		g := float64(dy[i])
+		a0 += g
+		b0 += g * (float64(x[i]) - mean)
+	}
+	return a0 + a1, b0 + b1
+}
+
+// affine writes (src-mean)*scale + shift into dst (which may be src), in T;
+// subtracting the mean first keeps float32 from cancelling large terms.
+func affine[T Float](src, dst []T, mean, scale, shift T) {
+	dst = dst[:len(src)]
+	for j, v := range src {
+		dst[j] = (v-mean)*scale + shift
+	}
+}
+
+// bnForward normalises channel by channel: the statistics are summed in
+// float64, the normalisation itself runs in the tensor's own precision. A
+// channel of the reference net is at most 512 KB, so its three passes (sum,
+// squared deviations, normalise) run from the core's cache.
 func bnForward[T Float](op *bnOp, x, gamma, beta, y []T) {
 	n, c, hw := op.shape[0], op.shape[1], op.shape[2]*op.shape[3]
 	rm, rv := data[T](op.st.RunningMean), data[T](op.st.RunningVar)
@@ -88,17 +175,12 @@ func bnForward[T Float](op *bnOp, x, gamma, beta, y []T) {
 		if op.training {
 			var s float64
 			for i := 0; i < n; i++ {
-				for _, v := range x[(i*c+ch)*hw : (i*c+ch+1)*hw] {
-					s += float64(v)
-				}
+				s += sum4(x[(i*c+ch)*hw : (i*c+ch+1)*hw])
 			}
 			mean = s / m
 			var ss float64
 			for i := 0; i < n; i++ {
-				for _, v := range x[(i*c+ch)*hw : (i*c+ch+1)*hw] {
-					d := float64(v) - mean
-					ss += d * d
-				}
+				ss += sqdev4(x[(i*c+ch)*hw:(i*c+ch+1)*hw], mean)
 			}
 			variance = ss / m
 			mom := op.st.Momentum
@@ -108,29 +190,30 @@ func bnForward[T Float](op *bnOp, x, gamma, beta, y []T) {
 		inv := 1 / math.Sqrt(variance+op.st.Eps)
 		op.mean[ch], op.invStd[ch] = mean, inv
 		scale := float64(gamma[ch]) * inv
-		shift := float64(beta[ch]) - mean*scale
 		for i := 0; i < n; i++ {
-			src, dst := x[(i*c+ch)*hw:(i*c+ch+1)*hw], y[(i*c+ch)*hw:(i*c+ch+1)*hw]
-			for j, v := range src {
-				dst[j] = T(float64(v)*scale + shift)
-			}
+			affine(x[(i*c+ch)*hw:(i*c+ch+1)*hw], y[(i*c+ch)*hw:(i*c+ch+1)*hw], T(mean), T(scale), beta[ch])
 		}
 	})
 }
 
 func (op *bnOp) DiffWRT(int) []bool { return []bool{true, true, true} }
+
+// SymDiff makes one op for dx that also finds dgamma and dbeta on its way
+// (they are the sums its formula needs); the dgamma and dbeta ops only hand
+// them over, and take dx as their input so that they run after it.
 func (op *bnOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) {
 	x, gamma := inputs[0], inputs[1]
+	c := op.shape[1]
+	op.dgamma, op.dbeta = make([]float64, c), make([]float64, c)
 	dx, err := G.ApplyOp(&bnGradOp{opBase: newBase("batchnorm_dx"), fwd: op}, x, gamma, grad)
 	if err != nil {
 		return nil, err
 	}
-	dgamma, err := G.ApplyOp(&bnGammaGradOp{opBase: newBase("batchnorm_dgamma"), fwd: op}, x, grad)
+	dgamma, err := G.ApplyOp(&bnParamGradOp{opBase: newBase("batchnorm_dgamma"), fwd: op, sums: op.dgamma}, dx)
 	if err != nil {
 		return nil, err
 	}
-	s := op.shape
-	dbeta, err := G.ApplyOp(&channelSumOp{opBase: newBase("batchnorm_dbeta"), n: s[0], c: s[1], hw: s[2] * s[3]}, grad)
+	dbeta, err := G.ApplyOp(&bnParamGradOp{opBase: newBase("batchnorm_dbeta"), fwd: op, sums: op.dbeta}, dx)
 	if err != nil {
 		return nil, err
 	}
@@ -142,16 +225,23 @@ func (op *bnOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) {
 // mean terms:
 //
 //	dx = gamma*invstd * (dy - mean(dy) - xhat*mean(dy*xhat)).
+//
+// It overwrites dy when nothing else reads it (channel by channel, after
+// summing over it), and records sum(dy*xhat) and sum(dy), the gradients of
+// gamma and beta.
 type bnGradOp struct {
 	opBase
 	fwd *bnOp
 }
 
+func (op *bnGradOp) ReturnsPtr() bool                               { return true }
+func (op *bnGradOp) OverwritesInput() int                           { return 2 }
 func (op *bnGradOp) Arity() int                                     { return 3 }
 func (op *bnGradOp) Type() hm.Type                                  { return fnType(4, 1, 4, 4) }
 func (op *bnGradOp) InferShape(...G.DimSizer) (tensor.Shape, error) { return op.fwd.shape.Clone(), nil }
 func (op *bnGradOp) Do(in ...G.Value) (G.Value, error)              { return op.UsePreallocDo(nil, in...) }
 func (op *bnGradOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, error) {
+	defer timer(op.name)()
 	x, err := dense(op.name, in[0])
 	if err != nil {
 		return nil, err
@@ -164,7 +254,10 @@ func (op *bnGradOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, err
 	if err != nil {
 		return nil, err
 	}
-	dx := out(prealloc, x.Dtype(), op.fwd.shape, in...)
+	dx := inPlace(prealloc, in, 2)
+	if dx == nil {
+		dx = op.outBuf(prealloc, x.Dtype(), op.fwd.shape, in...)
+	}
 	err = dispatch(op.name, x,
 		func() {
 			bnBackward(op.fwd, data[float32](x), data[float32](gamma), data[float32](dy), data[float32](dx))
@@ -181,67 +274,63 @@ func bnBackward[T Float](f *bnOp, x, gamma, dy, dx []T) {
 	parallel(c, func(_, ch int) {
 		mean, inv := f.mean[ch], f.invStd[ch]
 		var sdy, sdyx float64
-		if f.training {
-			for i := 0; i < n; i++ {
-				off := (i*c + ch) * hw
-				for j, g := range dy[off : off+hw] {
-					sdy += float64(g)
-					sdyx += float64(g) * (float64(x[off+j]) - mean) * inv
-				}
-			}
-			sdy /= m
-			sdyx /= m
-		}
-		k := float64(gamma[ch]) * inv
 		for i := 0; i < n; i++ {
 			off := (i*c + ch) * hw
-			for j, g := range dy[off : off+hw] {
-				xhat := (float64(x[off+j]) - mean) * inv
-				dx[off+j] = T(k * (float64(g) - sdy - xhat*sdyx))
+			a, b := dydev4(dy[off:off+hw], x[off:off+hw], mean)
+			sdy += a
+			sdyx += b
+		}
+		sdyx *= inv // sum dy*xhat
+		f.dgamma[ch], f.dbeta[ch] = sdyx, sdy
+		k := float64(gamma[ch]) * inv
+		if !f.training {
+			for i := 0; i < n; i++ {
+				off := (i*c + ch) * hw
+				affine(dy[off:off+hw], dx[off:off+hw], 0, T(k), 0)
+			}
+			return
+		}
+		// dx = k*dy - k*mean(dy) - k*mean(dy*xhat)*inv*(x-mean)
+		ta, tb, tc, tm := T(k), T(-k*(sdyx/m)*inv), T(-k*(sdy/m)), T(mean)
+		for i := 0; i < n; i++ {
+			off := (i*c + ch) * hw
+			xs, dys, dxs := x[off:off+hw], dy[off:off+hw], dx[off:off+hw]
+			for j, g := range dys {
+				dxs[j] = ta*g + tb*(xs[j]-tm) + tc
 			}
 		}
 	})
 }
 
-// bnGammaGradOp: (x, dy) -> dgamma = sum(dy * xhat) per channel.
-type bnGammaGradOp struct {
+// bnParamGradOp hands over dgamma or dbeta, which the dx op (its input, for
+// the order) has just summed.
+type bnParamGradOp struct {
 	opBase
-	fwd *bnOp
+	fwd  *bnOp
+	sums []float64
 }
 
-func (op *bnGammaGradOp) Arity() int    { return 2 }
-func (op *bnGammaGradOp) Type() hm.Type { return fnType(4, 4, 1) }
-func (op *bnGammaGradOp) InferShape(...G.DimSizer) (tensor.Shape, error) {
+func (op *bnParamGradOp) Arity() int    { return 1 }
+func (op *bnParamGradOp) Type() hm.Type { return fnType(4, 1) }
+func (op *bnParamGradOp) InferShape(...G.DimSizer) (tensor.Shape, error) {
 	return tensor.Shape{op.fwd.shape[1]}, nil
 }
-func (op *bnGammaGradOp) Do(in ...G.Value) (G.Value, error) { return op.UsePreallocDo(nil, in...) }
-func (op *bnGammaGradOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, error) {
-	x, err := dense(op.name, in[0])
+func (op *bnParamGradOp) Do(in ...G.Value) (G.Value, error) { return op.UsePreallocDo(nil, in...) }
+func (op *bnParamGradOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, error) {
+	defer timer(op.name)()
+	dxv, err := dense(op.name, in[0])
 	if err != nil {
 		return nil, err
 	}
-	dy, err := dense(op.name, in[1])
-	if err != nil {
-		return nil, err
-	}
-	dg := out(prealloc, x.Dtype(), tensor.Shape{op.fwd.shape[1]}, in...)
-	err = dispatch(op.name, x,
-		func() { bnGammaGrad(op.fwd, data[float32](x), data[float32](dy), data[float32](dg)) },
-		func() { bnGammaGrad(op.fwd, data[float64](x), data[float64](dy), data[float64](dg)) })
-	return dg, err
+	g := op.outBuf(prealloc, dxv.Dtype(), tensor.Shape{op.fwd.shape[1]}, in...)
+	err = dispatch(op.name, g,
+		func() { copyConvert(data[float32](g), op.sums) },
+		func() { copyConvert(data[float64](g), op.sums) })
+	return g, err
 }
 
-func bnGammaGrad[T Float](f *bnOp, x, dy, dg []T) {
-	n, c, hw := f.shape[0], f.shape[1], f.shape[2]*f.shape[3]
-	for ch := 0; ch < c; ch++ {
-		mean, inv := f.mean[ch], f.invStd[ch]
-		var s float64
-		for i := 0; i < n; i++ {
-			off := (i*c + ch) * hw
-			for j, g := range dy[off : off+hw] {
-				s += float64(g) * (float64(x[off+j]) - mean) * inv
-			}
-		}
-		dg[ch] = T(s)
+func copyConvert[T Float](dst []T, src []float64) {
+	for i, v := range src {
+		dst[i] = T(v)
 	}
 }

@@ -122,6 +122,7 @@ func (op *convOp) InferShape(...G.DimSizer) (tensor.Shape, error) { return op.g.
 func (op *convOp) Do(in ...G.Value) (G.Value, error)              { return op.UsePreallocDo(nil, in...) }
 
 func (op *convOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, error) {
+	defer timer(op.name)()
 	x, err := dense(op.name, in[0])
 	if err != nil {
 		return nil, err
@@ -134,10 +135,15 @@ func (op *convOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, error
 	if err != nil {
 		return nil, err
 	}
-	y := out(prealloc, x.Dtype(), op.g.outShape(), in...)
-	err = dispatch(op.name, x,
-		func() { convForward(op.g, data[float32](x), data[float32](w), data[float32](b), data[float32](y)) },
-		func() { convForward(op.g, data[float64](x), data[float64](w), data[float64](b), data[float64](y)) })
+	y := op.outBuf(prealloc, x.Dtype(), op.g.outShape(), in...)
+	err = dispatchE(op.name, x,
+		func() error {
+			return dnnlConvForward(op.g, data[float32](x), data[float32](w), data[float32](b), data[float32](y))
+		},
+		func() error {
+			convForward(op.g, data[float64](x), data[float64](w), data[float64](b), data[float64](y))
+			return nil
+		})
 	return y, err
 }
 
@@ -179,11 +185,15 @@ func (op *convOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error)
 			return nil, err
 		}
 	}
-	dw, err := G.ApplyOp(&convWeightGradOp{opBase: newBase(op.name + "_dw"), g: op.g}, x, grad)
+	dwOp := &convWeightGradOp{opBase: newBase(op.name + "_dw"), g: op.g}
+	dw, err := G.ApplyOp(dwOp, x, grad)
 	if err != nil {
 		return nil, err
 	}
-	db, err := G.ApplyOp(&channelSumOp{opBase: newBase(op.name + "_db"), n: op.g.n, c: op.g.o, hw: op.g.oh() * op.g.ow()}, grad)
+	// The bias gradient comes out of the weight-gradient kernel (oneDNN sums
+	// dy per channel on the way); its op hands it over and takes dw as input
+	// so that it runs after.
+	db, err := G.ApplyOp(&convBiasGradOp{opBase: newBase(op.name + "_db"), dw: dwOp}, dw)
 	if err != nil {
 		return nil, err
 	}
@@ -203,6 +213,7 @@ func (op *convDataGradOp) InferShape(...G.DimSizer) (tensor.Shape, error) {
 }
 func (op *convDataGradOp) Do(in ...G.Value) (G.Value, error) { return op.UsePreallocDo(nil, in...) }
 func (op *convDataGradOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, error) {
+	defer timer(op.name)()
 	w, err := dense(op.name, in[0])
 	if err != nil {
 		return nil, err
@@ -212,10 +223,10 @@ func (op *convDataGradOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Valu
 		return nil, err
 	}
 	shape, _ := op.InferShape()
-	dx := out(prealloc, w.Dtype(), shape, in...)
-	err = dispatch(op.name, w,
-		func() { convDataGrad(op.g, data[float32](w), data[float32](dy), data[float32](dx)) },
-		func() { convDataGrad(op.g, data[float64](w), data[float64](dy), data[float64](dx)) })
+	dx := op.outBuf(prealloc, w.Dtype(), shape, in...)
+	err = dispatchE(op.name, w,
+		func() error { return dnnlConvDataGrad(op.g, data[float32](w), data[float32](dy), data[float32](dx)) },
+		func() error { convDataGrad(op.g, data[float64](w), data[float64](dy), data[float64](dx)); return nil })
 	return dx, err
 }
 
@@ -241,10 +252,12 @@ func convDataGrad[T Float](g convGeom, w, dy, dx []T) {
 	})
 }
 
-// convWeightGradOp: (x, dy) -> dw.
+// convWeightGradOp: (x, dy) -> dw, and the bias gradient into db for the
+// convBiasGradOp that follows it.
 type convWeightGradOp struct {
 	opBase
-	g convGeom
+	g  convGeom
+	db *tensor.Dense
 }
 
 func (op *convWeightGradOp) Arity() int    { return 2 }
@@ -254,6 +267,7 @@ func (op *convWeightGradOp) InferShape(...G.DimSizer) (tensor.Shape, error) {
 }
 func (op *convWeightGradOp) Do(in ...G.Value) (G.Value, error) { return op.UsePreallocDo(nil, in...) }
 func (op *convWeightGradOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, error) {
+	defer timer(op.name)()
 	x, err := dense(op.name, in[0])
 	if err != nil {
 		return nil, err
@@ -263,11 +277,43 @@ func (op *convWeightGradOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Va
 		return nil, err
 	}
 	shape, _ := op.InferShape()
-	dw := out(prealloc, x.Dtype(), shape, in...)
-	err = dispatch(op.name, x,
-		func() { convWeightGrad(op.g, data[float32](x), data[float32](dy), data[float32](dw)) },
-		func() { convWeightGrad(op.g, data[float64](x), data[float64](dy), data[float64](dw)) })
+	dw := op.outBuf(prealloc, x.Dtype(), shape, in...)
+	if op.db == nil || op.db.Dtype() != x.Dtype() {
+		op.db = tensor.New(tensor.Of(x.Dtype()), tensor.WithShape(op.g.o))
+	}
+	err = dispatchE(op.name, x,
+		func() error {
+			return dnnlConvWeightGrad(op.g, data[float32](x), data[float32](dy), data[float32](dw), data[float32](op.db))
+		},
+		func() error {
+			convWeightGrad(op.g, data[float64](x), data[float64](dy), data[float64](dw))
+			channelSum(op.g.n, op.g.o, op.g.oh()*op.g.ow(), data[float64](dy), data[float64](op.db))
+			return nil
+		})
 	return dw, err
+}
+
+// convBiasGradOp: (dw) -> db, the bias gradient its weight-gradient op
+// found.
+type convBiasGradOp struct {
+	opBase
+	dw *convWeightGradOp
+}
+
+func (op *convBiasGradOp) Arity() int    { return 1 }
+func (op *convBiasGradOp) Type() hm.Type { return fnType(4, 1) }
+func (op *convBiasGradOp) InferShape(...G.DimSizer) (tensor.Shape, error) {
+	return tensor.Shape{op.dw.g.o}, nil
+}
+func (op *convBiasGradOp) Do(in ...G.Value) (G.Value, error) { return op.UsePreallocDo(nil, in...) }
+func (op *convBiasGradOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, error) {
+	defer timer(op.name)()
+	if op.dw.db == nil {
+		return nil, fmt.Errorf("%s: the weight gradient has not run", op.name)
+	}
+	db := op.outBuf(prealloc, op.dw.db.Dtype(), tensor.Shape{op.dw.g.o}, in...)
+	copy(db.Header.Raw, op.dw.db.Header.Raw)
+	return db, nil
 }
 
 // convWeightGrad sums dy[n] * col[n]^T over the batch. Each worker owns a
@@ -303,31 +349,8 @@ func convWeightGrad[T Float](g convGeom, x, dy, dw []T) {
 	}
 }
 
-// channelSumOp sums a [N,C,...] tensor over everything but C: the bias
-// gradient of a convolution, and the beta gradient of a normalisation.
-type channelSumOp struct {
-	opBase
-	n, c, hw int
-}
-
-func (op *channelSumOp) Arity() int    { return 1 }
-func (op *channelSumOp) Type() hm.Type { return fnType(4, 1) }
-func (op *channelSumOp) InferShape(...G.DimSizer) (tensor.Shape, error) {
-	return tensor.Shape{op.c}, nil
-}
-func (op *channelSumOp) Do(in ...G.Value) (G.Value, error) { return op.UsePreallocDo(nil, in...) }
-func (op *channelSumOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, error) {
-	dy, err := dense(op.name, in[0])
-	if err != nil {
-		return nil, err
-	}
-	db := out(prealloc, dy.Dtype(), tensor.Shape{op.c}, in...)
-	err = dispatch(op.name, dy,
-		func() { channelSum(op.n, op.c, op.hw, data[float32](dy), data[float32](db)) },
-		func() { channelSum(op.n, op.c, op.hw, data[float64](dy), data[float64](db)) })
-	return db, err
-}
-
+// channelSum sums a [N,C,...] tensor over everything but C (a bias
+// gradient).
 func channelSum[T Float](n, c, hw int, dy, db []T) {
 	for ch := 0; ch < c; ch++ {
 		var s float64

@@ -31,6 +31,7 @@ func (op *linearOp) InferShape(...G.DimSizer) (tensor.Shape, error) {
 }
 func (op *linearOp) Do(in ...G.Value) (G.Value, error) { return op.UsePreallocDo(nil, in...) }
 func (op *linearOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, error) {
+	defer timer(op.name)()
 	x, err := dense(op.name, in[0])
 	if err != nil {
 		return nil, err
@@ -43,7 +44,7 @@ func (op *linearOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, err
 	if err != nil {
 		return nil, err
 	}
-	y := out(prealloc, x.Dtype(), tensor.Shape{op.n, op.out}, in...)
+	y := op.outBuf(prealloc, x.Dtype(), tensor.Shape{op.n, op.out}, in...)
 	err = dispatch(op.name, x,
 		func() { linearForward(op, data[float32](x), data[float32](w), data[float32](b), data[float32](y)) },
 		func() { linearForward(op, data[float64](x), data[float64](w), data[float64](b), data[float64](y)) })
@@ -89,6 +90,7 @@ func (op *matmulOp) InferShape(...G.DimSizer) (tensor.Shape, error) {
 }
 func (op *matmulOp) Do(in ...G.Value) (G.Value, error) { return op.UsePreallocDo(nil, in...) }
 func (op *matmulOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, error) {
+	defer timer(op.name)()
 	a, err := dense(op.name, in[0])
 	if err != nil {
 		return nil, err
@@ -97,7 +99,7 @@ func (op *matmulOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, err
 	if err != nil {
 		return nil, err
 	}
-	c := out(prealloc, a.Dtype(), tensor.Shape{op.m, op.n}, in...)
+	c := op.outBuf(prealloc, a.Dtype(), tensor.Shape{op.m, op.n}, in...)
 	lda := op.k
 	if op.transA {
 		lda = op.m
@@ -123,11 +125,12 @@ func (op *rowSumOp) Type() hm.Type                                  { return fnT
 func (op *rowSumOp) InferShape(...G.DimSizer) (tensor.Shape, error) { return tensor.Shape{op.c}, nil }
 func (op *rowSumOp) Do(in ...G.Value) (G.Value, error)              { return op.UsePreallocDo(nil, in...) }
 func (op *rowSumOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, error) {
+	defer timer(op.name)()
 	dy, err := dense(op.name, in[0])
 	if err != nil {
 		return nil, err
 	}
-	db := out(prealloc, dy.Dtype(), tensor.Shape{op.c}, in...)
+	db := op.outBuf(prealloc, dy.Dtype(), tensor.Shape{op.c}, in...)
 	err = dispatch(op.name, dy,
 		func() { channelSum(op.n, op.c, 1, data[float32](dy), data[float32](db)) },
 		func() { channelSum(op.n, op.c, 1, data[float64](dy), data[float64](db)) })

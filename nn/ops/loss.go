@@ -51,6 +51,7 @@ func (op *lossOp) Type() hm.Type {
 }
 func (op *lossOp) InferShape(...G.DimSizer) (tensor.Shape, error) { return tensor.ScalarShape(), nil }
 func (op *lossOp) Do(in ...G.Value) (G.Value, error) {
+	defer timer(op.name)()
 	p, err := dense(op.name, in[0])
 	if err != nil {
 		return nil, err
@@ -73,7 +74,7 @@ func MeanLoss[T Float](kind LossKind, p, t []T) float64 {
 	switch kind {
 	case MSE:
 		for i, v := range p {
-			d := float64(v - t[i])
+			d := float64(v) - float64(t[i])
 			s += d * d
 		}
 	case BCEWithLogits:
@@ -106,6 +107,7 @@ func (op *lossGradOp) Type() hm.Type {
 func (op *lossGradOp) InferShape(...G.DimSizer) (tensor.Shape, error) { return op.shape.Clone(), nil }
 func (op *lossGradOp) Do(in ...G.Value) (G.Value, error)              { return op.UsePreallocDo(nil, in...) }
 func (op *lossGradOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, error) {
+	defer timer(op.name)()
 	p, err := dense(op.name, in[0])
 	if err != nil {
 		return nil, err
@@ -118,7 +120,7 @@ func (op *lossGradOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, e
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op.name, err)
 	}
-	dp := out(prealloc, p.Dtype(), op.shape, in...)
+	dp := op.outBuf(prealloc, p.Dtype(), op.shape, in...)
 	err = dispatch(op.name, p,
 		func() { pointwiseLossGrad(op.kind, g, data[float32](p), data[float32](t), data[float32](dp)) },
 		func() { pointwiseLossGrad(op.kind, g, data[float64](p), data[float64](t), data[float64](dp)) })

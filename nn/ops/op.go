@@ -36,6 +36,8 @@ var opIDs atomic.Uint64
 type opBase struct {
 	id   uint64
 	name string
+	// buf is the output buffer the op keeps across steps (see outBuf).
+	buf *tensor.Dense
 }
 
 func newBase(name string) opBase { return opBase{id: opIDs.Add(1), name: name} }
@@ -122,21 +124,47 @@ func makeScalar(dt tensor.Dtype, v float64) G.Value {
 	return G.NewF32(float32(v))
 }
 
+// outBuf is out with a buffer the op keeps from step to step. The tape
+// machine clears its registers on Reset, so the first op to write each
+// register in a step is offered nothing and would allocate its output afresh
+// every step (about 270 MB a step for the reference U-Net, and the garbage
+// collector's time with it). Such an op keeps the buffer it made and
+// reuses it; an op offered a register that fits uses that. A kept buffer is
+// only ever this node's value, and that value is dead again by the time the
+// op runs in the next step, so reuse is safe for one machine per graph.
+func (b *opBase) outBuf(prealloc G.Value, dt tensor.Dtype, shape tensor.Shape, inputs ...G.Value) *tensor.Dense {
+	if p := fits(prealloc, dt, shape, inputs); p != nil {
+		return p
+	}
+	if p := fits(b.buf, dt, shape, inputs); p != nil {
+		return p
+	}
+	b.buf = tensor.New(tensor.Of(dt), tensor.WithShape(shape.Clone()...))
+	return b.buf
+}
+
+// fits returns v as a dense tensor when it can take an output of the dtype
+// and shape, is not a view and does not alias an input; otherwise nil.
+func fits(v G.Value, dt tensor.Dtype, shape tensor.Shape, inputs []G.Value) *tensor.Dense {
+	p, ok := v.(*tensor.Dense)
+	if !ok || p == nil || p.Dtype() != dt || !p.Shape().Eq(shape) || p.IsView() {
+		return nil
+	}
+	for _, in := range inputs {
+		if t, ok := in.(*tensor.Dense); ok && t.Uintptr() == p.Uintptr() {
+			return nil
+		}
+	}
+	return p
+}
+
 // out returns a tensor of the given shape and dtype for an op to write into:
 // the preallocated value when the tape machine offers one that fits and is not
 // one of the inputs (registers are shared between nodes), otherwise a new one.
 // This is what keeps a training step from allocating its activations afresh.
 func out(prealloc G.Value, dt tensor.Dtype, shape tensor.Shape, inputs ...G.Value) *tensor.Dense {
-	if p, ok := prealloc.(*tensor.Dense); ok && p.Dtype() == dt && p.Shape().Eq(shape) && !p.IsView() {
-		alias := false
-		for _, in := range inputs {
-			if t, ok := in.(*tensor.Dense); ok && t.Uintptr() == p.Uintptr() {
-				alias = true
-			}
-		}
-		if !alias {
-			return p
-		}
+	if p := fits(prealloc, dt, shape, inputs); p != nil {
+		return p
 	}
 	return tensor.New(tensor.Of(dt), tensor.WithShape(shape.Clone()...))
 }
@@ -208,4 +236,43 @@ func stripes(n, nw int, fn func(w, i int)) {
 		}(w)
 	}
 	wg.Wait()
+}
+
+// dispatchE is dispatch for kernels that can fail.
+func dispatchE(op string, t *tensor.Dense, f32 func() error, f64 func() error) error {
+	var err error
+	if derr := dispatch(op, t, func() { err = f32() }, func() { err = f64() }); derr != nil {
+		return derr
+	}
+	return err
+}
+
+// parallelRange splits [0, n) into ranges of at least grain elements and
+// runs fn on them on up to GOMAXPROCS goroutines (ranges taken as workers
+// come free). Elementwise kernels use it to keep both cores busy.
+func parallelRange(n, grain int, fn func(lo, hi int)) {
+	chunks := min(max(n/max(grain, 1), 1), 4*runtime.GOMAXPROCS(0))
+	if chunks <= 1 {
+		fn(0, n)
+		return
+	}
+	parallel(chunks, func(_, i int) { fn(i*n/chunks, (i+1)*n/chunks) })
+}
+
+// elemGrain is the smallest range parallelRange hands a goroutine for
+// elementwise work: below it, starting goroutines costs more than it saves.
+const elemGrain = 1 << 15
+
+// inPlace returns input k as the output when the tape machine has put it in
+// the output's register: an op whose OverwritesInput is k gets that only
+// when Gorgonia's liveness analysis found input k dead after this op.
+func inPlace(prealloc G.Value, in []G.Value, k int) *tensor.Dense {
+	p, ok := prealloc.(*tensor.Dense)
+	if !ok || p == nil || k >= len(in) || p.IsView() {
+		return nil
+	}
+	if x, ok := in[k].(*tensor.Dense); ok && x == p {
+		return p
+	}
+	return nil
 }

@@ -3,6 +3,7 @@ package ops
 import (
 	"fmt"
 	"math"
+	"unsafe"
 
 	"github.com/chewxy/hm"
 	G "gorgonia.org/gorgonia"
@@ -71,6 +72,13 @@ type segLossOp struct {
 	opt      SegLossOptions
 	n, k, hw int
 	shape    tensor.Shape
+	// Cross-entropy's forward pass leaves the softmax ([]float32 or
+	// []float64, laid out as the logits), the labels (-1: ignored) and the
+	// weight sum for its backward pass, which then needs no exponentials.
+	probs  any
+	labels []int32
+	wsum   float64
+	stash  uintptr // the logits the stash was computed from (0: none)
 }
 
 func (op *segLossOp) Arity() int    { return 2 }
@@ -79,6 +87,7 @@ func (op *segLossOp) InferShape(...G.DimSizer) (tensor.Shape, error) {
 	return tensor.ScalarShape(), nil
 }
 func (op *segLossOp) Do(in ...G.Value) (G.Value, error) {
+	defer timer(op.name)()
 	x, err := dense(op.name, in[0])
 	if err != nil {
 		return nil, err
@@ -88,31 +97,38 @@ func (op *segLossOp) Do(in ...G.Value) (G.Value, error) {
 		return nil, err
 	}
 	var v float64
-	err = dispatch(op.name, x,
-		func() { v, err = segLoss(op, data[float32](x), data[float32](y)) },
-		func() { v, err = segLoss(op, data[float64](x), data[float64](y)) })
-	return makeScalar(x.Dtype(), v), err
+	err = dispatchE(op.name, x,
+		func() (err error) { v, err = segLoss(op, data[float32](x), data[float32](y)); return err },
+		func() (err error) { v, err = segLoss(op, data[float64](x), data[float64](y)); return err })
+	if err != nil {
+		return nil, err
+	}
+	return makeScalar(x.Dtype(), v), nil
 }
 
 func (op *segLossOp) DiffWRT(int) []bool { return []bool{true, false} }
+
+// SymDiff's op also takes the loss itself as an input, only so that it runs
+// after the forward pass and can use what that left behind.
 func (op *segLossOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) {
-	dx, err := G.ApplyOp(&segLossGradOp{opBase: newBase(op.name + "_dx"), fwd: op}, inputs[0], inputs[1], grad)
+	dx, err := G.ApplyOp(&segLossGradOp{opBase: newBase(op.name + "_dx"), fwd: op}, inputs[0], inputs[1], grad, output)
 	return G.Nodes{dx, nil}, err
 }
 
-// segLossGradOp: (logits, labels, dloss) -> dlogits.
+// segLossGradOp: (logits, labels, dloss, loss) -> dlogits.
 type segLossGradOp struct {
 	opBase
 	fwd *segLossOp
 }
 
-func (op *segLossGradOp) Arity() int    { return 3 }
-func (op *segLossGradOp) Type() hm.Type { return fnType(4, 3, 0, 4) }
+func (op *segLossGradOp) Arity() int    { return 4 }
+func (op *segLossGradOp) Type() hm.Type { return fnType(4, 3, 0, 0, 4) }
 func (op *segLossGradOp) InferShape(...G.DimSizer) (tensor.Shape, error) {
 	return op.fwd.shape.Clone(), nil
 }
 func (op *segLossGradOp) Do(in ...G.Value) (G.Value, error) { return op.UsePreallocDo(nil, in...) }
 func (op *segLossGradOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, error) {
+	defer timer(op.name)()
 	x, err := dense(op.name, in[0])
 	if err != nil {
 		return nil, err
@@ -125,11 +141,14 @@ func (op *segLossGradOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op.name, err)
 	}
-	dx := out(prealloc, x.Dtype(), op.fwd.shape, in...)
-	err = dispatch(op.name, x,
-		func() { err = segLossBackward(op.fwd, data[float32](x), data[float32](y), g, data[float32](dx)) },
-		func() { err = segLossBackward(op.fwd, data[float64](x), data[float64](y), g, data[float64](dx)) })
-	return dx, err
+	dx := op.outBuf(prealloc, x.Dtype(), op.fwd.shape, in...)
+	err = dispatchE(op.name, x,
+		func() error { return segLossBackward(op.fwd, data[float32](x), data[float32](y), g, data[float32](dx)) },
+		func() error { return segLossBackward(op.fwd, data[float64](x), data[float64](y), g, data[float64](dx)) })
+	if err != nil {
+		return nil, err
+	}
+	return dx, nil
 }
 
 // pixelSoftmax writes the softmax over the k classes of pixel j of image n
@@ -170,42 +189,86 @@ func (op *segLossOp) label(v float64) (int, bool, error) {
 	return c, true, nil
 }
 
+// lossChunk is how many pixels one goroutine takes at a time. The chunks
+// do not depend on the number of cores, and partial sums are added in chunk
+// order, so the loss is the same number on any machine.
+const lossChunk = 4096
+
+// overPixels calls fn(im, lo, hi, part) for ranges [lo, hi) of the pixels of
+// each image im, in parallel, with a zeroed slice of parts floats per range;
+// it returns the per-range slices in order and the first error.
+func overPixels(n, hw, parts int, fn func(im, lo, hi int, part []float64) error) ([][]float64, error) {
+	per := max((hw+lossChunk-1)/lossChunk, 1)
+	nch := n * per
+	res := make([][]float64, nch)
+	errs := make([]error, nch)
+	store := make([]float64, nch*parts)
+	parallel(nch, func(_, c int) {
+		im, r := c/per, c%per
+		res[c] = store[c*parts : (c+1)*parts]
+		errs[c] = fn(im, r*lossChunk, min((r+1)*lossChunk, hw), res[c])
+	})
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+// sumParts adds the per-range slices in order.
+func sumParts(res [][]float64, parts int) []float64 {
+	s := make([]float64, parts)
+	for _, r := range res {
+		for i, v := range r {
+			s[i] += v
+		}
+	}
+	return s
+}
+
 // diceSums are, per class, sum p, sum g and sum p*g over labelled pixels.
 type diceSums struct{ p, g, pg []float64 }
 
 // segLoss computes the loss value.
 func segLoss[T Float](op *segLossOp, x, y []T) (float64, error) {
 	n, k, hw := op.n, op.k, op.hw
-	p := make([]float64, k)
 	switch op.opt.Kind {
-	case CrossEntropy, Focal:
-		var total, wsum float64
-		for i := 0; i < n; i++ {
-			for j := 0; j < hw; j++ {
-				c, ok, err := op.label(float64(y[i*hw+j]))
+	case CrossEntropy:
+		return ceForward(op, x, y)
+	case Focal:
+		res, err := overPixels(n, hw, 2, func(im, lo, hi int, part []float64) error {
+			p := make([]float64, k)
+			for j := lo; j < hi; j++ {
+				c, ok, err := op.label(float64(y[im*hw+j]))
 				if err != nil {
-					return 0, err
+					return err
 				}
 				if !ok {
 					continue
 				}
-				pixelSoftmax(x, i, k, hw, j, p)
+				pixelSoftmax(x, im, k, hw, j, p)
 				w := op.weight(c)
 				pc := max(p[c], 1e-300)
 				if op.opt.Kind == CrossEntropy {
-					total += -w * math.Log(pc)
+					part[0] += -w * math.Log(pc)
 				} else {
-					total += -w * math.Pow(1-pc, op.opt.Gamma) * math.Log(pc)
+					part[0] += -w * math.Pow(1-pc, op.opt.Gamma) * math.Log(pc)
 				}
-				wsum += w
+				part[1] += w
 			}
+			return nil
+		})
+		if err != nil {
+			return 0, err
 		}
-		if wsum == 0 {
+		s := sumParts(res, 2)
+		if s[1] == 0 {
 			return 0, nil
 		}
-		return total / wsum, nil
+		return s[0] / s[1], nil
 	case Dice:
-		d, err := op.diceSums(x, y, p)
+		d, err := diceSumsOf(op, x, y)
 		if err != nil {
 			return 0, err
 		}
@@ -218,71 +281,70 @@ func segLoss[T Float](op *segLossOp, x, y []T) (float64, error) {
 	return 0, fmt.Errorf("unknown loss %v", op.opt.Kind)
 }
 
-func (op *segLossOp) diceSums(x any, y any, p []float64) (diceSums, error) {
-	var err error
-	d := diceSums{p: make([]float64, op.k), g: make([]float64, op.k), pg: make([]float64, op.k)}
-	visit := func(c int, probs []float64) {
-		for q := 0; q < op.k; q++ {
-			d.p[q] += probs[q]
-		}
-		d.g[c]++
-		d.pg[c] += probs[c]
-	}
-	switch xv := x.(type) {
-	case []float32:
-		err = forLabelled(op, xv, y.([]float32), p, visit)
-	case []float64:
-		err = forLabelled(op, xv, y.([]float64), p, visit)
-	}
-	return d, err
-}
-
-// forLabelled calls fn with the label and softmax of every labelled pixel.
-func forLabelled[T Float](op *segLossOp, x, y []T, p []float64, fn func(c int, p []float64)) error {
-	for i := 0; i < op.n; i++ {
-		for j := 0; j < op.hw; j++ {
-			c, ok, err := op.label(float64(y[i*op.hw+j]))
+func diceSumsOf[T Float](op *segLossOp, x, y []T) (diceSums, error) {
+	k, hw := op.k, op.hw
+	res, err := overPixels(op.n, hw, 3*k, func(im, lo, hi int, part []float64) error {
+		p := make([]float64, k)
+		for j := lo; j < hi; j++ {
+			c, ok, err := op.label(float64(y[im*hw+j]))
 			if err != nil {
 				return err
 			}
 			if !ok {
 				continue
 			}
-			pixelSoftmax(x, i, op.k, op.hw, j, p)
-			fn(c, p)
+			pixelSoftmax(x, im, k, hw, j, p)
+			for q := 0; q < k; q++ {
+				part[q] += p[q]
+			}
+			part[k+c]++
+			part[2*k+c] += p[c]
 		}
+		return nil
+	})
+	if err != nil {
+		return diceSums{}, err
 	}
-	return nil
+	s := sumParts(res, 3*k)
+	return diceSums{p: s[:k], g: s[k : 2*k], pg: s[2*k:]}, nil
 }
 
 func segLossBackward[T Float](op *segLossOp, x, y []T, g float64, dx []T) error {
 	n, k, hw := op.n, op.k, op.hw
-	clear(dx)
-	p := make([]float64, k)
 	switch op.opt.Kind {
 	case CrossEntropy, Focal:
-		var wsum float64
-		for i := 0; i < n*hw; i++ {
-			c, ok, err := op.label(float64(y[i]))
-			if err != nil {
-				return err
-			}
-			if ok {
-				wsum += op.weight(c)
-			}
-		}
-		if wsum == 0 {
+		if op.opt.Kind == CrossEntropy && ceBackward(op, x, g, dx) {
 			return nil
 		}
-		for i := 0; i < n; i++ {
-			for j := 0; j < hw; j++ {
-				c, ok, _ := op.label(float64(y[i*hw+j]))
-				if !ok {
+		res, err := overPixels(n, hw, 1, func(im, lo, hi int, part []float64) error {
+			for i := im*hw + lo; i < im*hw+hi; i++ {
+				c, ok, err := op.label(float64(y[i]))
+				if err != nil {
+					return err
+				}
+				if ok {
+					part[0] += op.weight(c)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		wsum := sumParts(res, 1)[0]
+		_, err = overPixels(n, hw, 0, func(im, lo, hi int, _ []float64) error {
+			p := make([]float64, k)
+			for j := lo; j < hi; j++ {
+				base := im*k*hw + j
+				c, ok, _ := op.label(float64(y[im*hw+j]))
+				if !ok || wsum == 0 {
+					for q := 0; q < k; q++ {
+						dx[base+q*hw] = 0
+					}
 					continue
 				}
-				pixelSoftmax(x, i, k, hw, j, p)
+				pixelSoftmax(x, im, k, hw, j, p)
 				w := op.weight(c) * g / wsum
-				base := i*k*hw + j
 				if op.opt.Kind == CrossEntropy {
 					for q := 0; q < k; q++ {
 						d := p[q]
@@ -306,9 +368,11 @@ func segLossBackward[T Float](op *segLossOp, x, y []T, g float64, dx []T) error 
 					dx[base+q*hw] = T(w * dLdpc * pc * (delta - p[q]))
 				}
 			}
-		}
+			return nil
+		})
+		return err
 	case Dice:
-		d, err := op.diceSums(any(x), any(y), p)
+		d, err := diceSumsOf(op, x, y)
 		if err != nil {
 			return err
 		}
@@ -318,13 +382,18 @@ func segLossBackward[T Float](op *segLossOp, x, y []T, g float64, dx []T) error 
 			den := d.p[q] + d.g[q] + 1
 			return -(2*gq/den - (2*d.pg[q]+1)/(den*den)) / float64(k)
 		}
-		for i := 0; i < n; i++ {
-			for j := 0; j < hw; j++ {
-				c, ok, _ := op.label(float64(y[i*hw+j]))
+		_, err = overPixels(n, hw, 0, func(im, lo, hi int, _ []float64) error {
+			p := make([]float64, k)
+			for j := lo; j < hi; j++ {
+				base := im*k*hw + j
+				c, ok, _ := op.label(float64(y[im*hw+j]))
 				if !ok {
+					for q := 0; q < k; q++ {
+						dx[base+q*hw] = 0
+					}
 					continue
 				}
-				pixelSoftmax(x, i, k, hw, j, p)
+				pixelSoftmax(x, im, k, hw, j, p)
 				// chain through the softmax: dx_r = sum_q dL/dp_q p_q (δ_qr - p_r)
 				var dot float64
 				for q := 0; q < k; q++ {
@@ -334,7 +403,6 @@ func segLossBackward[T Float](op *segLossOp, x, y []T, g float64, dx []T) error 
 					}
 					dot += dldp(q, gq) * p[q]
 				}
-				base := i*k*hw + j
 				for r := 0; r < k; r++ {
 					gr := 0.0
 					if r == c {
@@ -343,7 +411,125 @@ func segLossBackward[T Float](op *segLossOp, x, y []T, g float64, dx []T) error 
 					dx[base+r*hw] = T(g * p[r] * (dldp(r, gr) - dot))
 				}
 			}
-		}
+			return nil
+		})
+		return err
 	}
-	return nil
+	return fmt.Errorf("unknown loss %v", op.opt.Kind)
+}
+
+// ceForward is the cross-entropy and the softmax it leaves for ceBackward.
+func ceForward[T Float](op *segLossOp, x, y []T) (float64, error) {
+	n, k, hw := op.n, op.k, op.hw
+	probs, _ := op.probs.([]T)
+	if len(probs) != len(x) {
+		probs = make([]T, len(x))
+		op.probs = probs
+	}
+	if len(op.labels) != n*hw {
+		op.labels = make([]int32, n*hw)
+	}
+	op.stash = 0
+	labels := op.labels
+	// Without class weights the sum of log(sum exp) over pixels is the log
+	// of a product: each factor is in [1, k], so a run of them fits a
+	// float64 and costs one math.Log (as slow as four math.Exp) per run.
+	run := 1
+	if op.opt.Weights == nil {
+		run = max(1, int(900/math.Log2(float64(max(k, 2)))))
+	}
+	res, err := overPixels(n, hw, 2, func(im, lo, hi int, part []float64) error {
+		prod, inRun := 1.0, 0
+		for j := lo; j < hi; j++ {
+			c, ok, err := op.label(float64(y[im*hw+j]))
+			if err != nil {
+				return err
+			}
+			if !ok {
+				labels[im*hw+j] = -1
+				continue
+			}
+			labels[im*hw+j] = int32(c)
+			base := im*k*hw + j
+			m := x[base]
+			for q := 1; q < k; q++ {
+				m = max(m, x[base+q*hw])
+			}
+			var s float64
+			for q := 0; q < k; q++ {
+				e := math.Exp(float64(x[base+q*hw] - m))
+				probs[base+q*hw] = T(e)
+				s += e
+			}
+			inv := T(1 / s)
+			for q := 0; q < k; q++ {
+				probs[base+q*hw] *= inv
+			}
+			// -log p_c = log(sum exp(x - m)) - (x_c - m)
+			w := op.weight(c)
+			part[0] -= w * float64(x[base+c*hw]-m)
+			part[1] += w
+			if run == 1 {
+				part[0] += w * math.Log(s)
+				continue
+			}
+			prod *= s
+			if inRun++; inRun == run {
+				part[0] += math.Log(prod)
+				prod, inRun = 1, 0
+			}
+		}
+		part[0] += math.Log(prod)
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	sum := sumParts(res, 2)
+	op.wsum = sum[1]
+	op.stash = uintptr(unsafe.Pointer(&x[0]))
+	if sum[1] == 0 {
+		return 0, nil
+	}
+	return sum[0] / sum[1], nil
+}
+
+// ceBackward writes the cross-entropy's gradient from what ceForward left,
+// if it left it for these logits; false otherwise.
+func ceBackward[T Float](op *segLossOp, x []T, g float64, dx []T) bool {
+	probs, ok := op.probs.([]T)
+	if !ok || len(probs) != len(x) || op.stash != uintptr(unsafe.Pointer(&x[0])) {
+		return false
+	}
+	n, k, hw := op.n, op.k, op.hw
+	if op.wsum == 0 {
+		clear(dx)
+		return true
+	}
+	scale := g / op.wsum
+	_, _ = overPixels(n, hw, 0, func(im, lo, hi int, _ []float64) error {
+		lab := op.labels[im*hw+lo : im*hw+hi]
+		for q := 0; q < k; q++ {
+			off := (im*k+q)*hw + lo
+			ps, ds := probs[off:off+hi-lo], dx[off:off+hi-lo]
+			ps = ps[:len(lab)]
+			ds = ds[:len(lab)]
+			if op.opt.Weights == nil {
+				s := T(scale)
+				for j, c := range lab {
+					ds[j] = s * (ps[j] - T(b2u(int(c) == q))) * T(b2u(c >= 0))
+				}
+				continue
+			}
+			for j, c := range lab {
+				if c < 0 {
+					ds[j] = 0
+					continue
+				}
+				ds[j] = T(op.opt.Weights[c]*scale) * (ps[j] - T(b2u(int(c) == q)))
+			}
+		}
+		return nil
+	})
+	return true
 }

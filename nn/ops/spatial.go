@@ -31,11 +31,12 @@ func (op *poolOp) Type() hm.Type                                  { return fnTyp
 func (op *poolOp) InferShape(...G.DimSizer) (tensor.Shape, error) { return op.outShape(), nil }
 func (op *poolOp) Do(in ...G.Value) (G.Value, error)              { return op.UsePreallocDo(nil, in...) }
 func (op *poolOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, error) {
+	defer timer(op.name)()
 	x, err := dense(op.name, in[0])
 	if err != nil {
 		return nil, err
 	}
-	y := out(prealloc, x.Dtype(), op.outShape(), in...)
+	y := op.outBuf(prealloc, x.Dtype(), op.outShape(), in...)
 	err = dispatch(op.name, x,
 		func() { maxPoolForward(op.in, data[float32](x), data[float32](y)) },
 		func() { maxPoolForward(op.in, data[float64](x), data[float64](y)) })
@@ -75,6 +76,7 @@ func (op *poolGradOp) Type() hm.Type                                  { return f
 func (op *poolGradOp) InferShape(...G.DimSizer) (tensor.Shape, error) { return op.in.Clone(), nil }
 func (op *poolGradOp) Do(in ...G.Value) (G.Value, error)              { return op.UsePreallocDo(nil, in...) }
 func (op *poolGradOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, error) {
+	defer timer(op.name)()
 	x, err := dense(op.name, in[0])
 	if err != nil {
 		return nil, err
@@ -83,7 +85,7 @@ func (op *poolGradOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, e
 	if err != nil {
 		return nil, err
 	}
-	dx := out(prealloc, x.Dtype(), op.in, in...)
+	dx := op.outBuf(prealloc, x.Dtype(), op.in, in...)
 	err = dispatch(op.name, x,
 		func() { maxPoolBackward(op.in, data[float32](x), data[float32](dy), data[float32](dx)) },
 		func() { maxPoolBackward(op.in, data[float64](x), data[float64](dy), data[float64](dx)) })
@@ -91,21 +93,81 @@ func (op *poolGradOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, e
 }
 
 func maxPoolBackward[T Float](s tensor.Shape, x, dy, dx []T) {
+	if x32, ok := any(x).([]float32); ok {
+		maxPoolBackward32(s, x32, any(dy).([]float32), any(dx).([]float32))
+		return
+	}
 	h, w := s[2], s[3]
 	oh, ow := h/2, w/2
 	parallel(s[0]*s[1], func(_, p int) {
-		xp, dyp, dxp := x[p*h*w:(p+1)*h*w], dy[p*oh*ow:], dx[p*h*w:(p+1)*h*w]
-		clear(dxp)
+		xp, dyp, dxp := x[p*h*w:(p+1)*h*w], dy[p*oh*ow:(p+1)*oh*ow], dx[p*h*w:(p+1)*h*w]
 		for oy := 0; oy < oh; oy++ {
-			for ox := 0; ox < ow; ox++ {
-				best := 2*oy*w + 2*ox
-				for _, i := range [3]int{best + 1, best + w, best + w + 1} {
-					if xp[i] > xp[best] {
-						best = i
-					}
+			x0, x1 := xp[2*oy*w:(2*oy+1)*w], xp[(2*oy+1)*w:(2*oy+2)*w]
+			d0, d1 := dxp[2*oy*w:(2*oy+1)*w], dxp[(2*oy+1)*w:(2*oy+2)*w]
+			g := dyp[oy*ow : (oy+1)*ow]
+			for ox, v := range g {
+				i := 2 * ox
+				a, b, c, d := x0[i], x0[i+1], x1[i], x1[i+1]
+				d0[i], d0[i+1], d1[i], d1[i+1] = 0, 0, 0, 0
+				// the first maximum in reading order gets the gradient
+				switch m := max(a, b, c, d); {
+				case a == m:
+					d0[i] = v
+				case b == m:
+					d0[i+1] = v
+				case c == m:
+					d1[i] = v
+				default:
+					d1[i+1] = v
 				}
-				dxp[best] = dyp[oy*ow+ox]
 			}
+			if w%2 == 1 {
+				d0[w-1], d1[w-1] = 0, 0
+			}
+		}
+		if h%2 == 1 {
+			clear(dxp[(h-1)*w:])
+		}
+	})
+}
+
+// b2u is 1 for true: the compiler makes it a SETcc, not a jump.
+func b2u(c bool) uint32 {
+	var u uint32
+	if c {
+		u = 1
+	}
+	return u
+}
+
+// maxPoolBackward32 is maxPoolBackward without branches: which of the four
+// is the first maximum becomes a 0/1 factor per position.
+func maxPoolBackward32(s tensor.Shape, x, dy, dx []float32) {
+	h, w := s[2], s[3]
+	oh, ow := h/2, w/2
+	parallel(s[0]*s[1], func(_, p int) {
+		xp, dyp, dxp := x[p*h*w:(p+1)*h*w], dy[p*oh*ow:(p+1)*oh*ow], dx[p*h*w:(p+1)*h*w]
+		for oy := 0; oy < oh; oy++ {
+			x0, x1 := xp[2*oy*w:(2*oy+1)*w], xp[(2*oy+1)*w:(2*oy+2)*w]
+			d0, d1 := dxp[2*oy*w:(2*oy+1)*w], dxp[(2*oy+1)*w:(2*oy+2)*w]
+			g := dyp[oy*ow : (oy+1)*ow]
+			for ox, v := range g {
+				i := 2 * ox
+				a, b, c, d := x0[i], x0[i+1], x1[i], x1[i+1]
+				m := max(max(a, b), max(c, d))
+				ma := b2u(a == m)
+				mb := b2u(b == m) &^ ma
+				mc := b2u(c == m) &^ (ma | mb)
+				md := 1 &^ (ma | mb | mc)
+				d0[i], d0[i+1] = v*float32(ma), v*float32(mb)
+				d1[i], d1[i+1] = v*float32(mc), v*float32(md)
+			}
+			if w%2 == 1 {
+				d0[w-1], d1[w-1] = 0, 0
+			}
+		}
+		if h%2 == 1 {
+			clear(dxp[(h-1)*w:])
 		}
 	})
 }
@@ -132,11 +194,12 @@ func (op *upsampleOp) Type() hm.Type                                  { return f
 func (op *upsampleOp) InferShape(...G.DimSizer) (tensor.Shape, error) { return op.outShape(), nil }
 func (op *upsampleOp) Do(in ...G.Value) (G.Value, error)              { return op.UsePreallocDo(nil, in...) }
 func (op *upsampleOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, error) {
+	defer timer(op.name)()
 	x, err := dense(op.name, in[0])
 	if err != nil {
 		return nil, err
 	}
-	y := out(prealloc, x.Dtype(), op.outShape(), in...)
+	y := op.outBuf(prealloc, x.Dtype(), op.outShape(), in...)
 	err = dispatch(op.name, x,
 		func() { upsampleForward(op.in, data[float32](x), data[float32](y)) },
 		func() { upsampleForward(op.in, data[float64](x), data[float64](y)) })
@@ -175,11 +238,12 @@ func (op *upsampleGradOp) Type() hm.Type                                  { retu
 func (op *upsampleGradOp) InferShape(...G.DimSizer) (tensor.Shape, error) { return op.in.Clone(), nil }
 func (op *upsampleGradOp) Do(in ...G.Value) (G.Value, error)              { return op.UsePreallocDo(nil, in...) }
 func (op *upsampleGradOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, error) {
+	defer timer(op.name)()
 	dy, err := dense(op.name, in[0])
 	if err != nil {
 		return nil, err
 	}
-	dx := out(prealloc, dy.Dtype(), op.in, in...)
+	dx := op.outBuf(prealloc, dy.Dtype(), op.in, in...)
 	err = dispatch(op.name, dy,
 		func() { upsampleBackward(op.in, data[float32](dy), data[float32](dx)) },
 		func() { upsampleBackward(op.in, data[float64](dy), data[float64](dx)) })

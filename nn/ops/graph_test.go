@@ -1,0 +1,136 @@
+package ops
+
+import (
+	"math/rand/v2"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+)
+
+// A small U-Net-shaped graph (conv, batch norm, ReLU, pool, upsample,
+// concatenated skip, 1x1 head, cross-entropy) run through the tape machine
+// in float32 (oneDNN, in-place ReLU and batch-norm gradients, the stashed
+// softmax) and in float64 (the Go kernels the gradient tests check): loss
+// and every gradient agree, over two steps so that buffers kept from the
+// first step are reused correctly in the second.
+func TestFloat32GraphMatchesFloat64(t *testing.T) {
+	type result struct {
+		loss  float64
+		grads map[string][]float64
+	}
+	r := rand.New(rand.NewPCG(51, 52))
+	const n, h, w = 2, 8, 12
+	vals := map[string][]float64{
+		"x": randSlice(r, n*3*h*w), "w1": randSlice(r, 8*3*9), "b1": randSlice(r, 8), "g1": randSlice(r, 8), "be1": randSlice(r, 8),
+		"w2": randSlice(r, 16*8*9), "b2": randSlice(r, 16), "w3": randSlice(r, 8*24*9), "b3": randSlice(r, 8),
+		"wh": randSlice(r, 4*8), "bh": randSlice(r, 4),
+	}
+	labels := make([]float64, n*h*w)
+	for i := range labels {
+		labels[i] = float64(r.IntN(5)) // 4 is ignored
+	}
+	shapes := map[string][]int{"x": {n, 3, h, w}, "w1": {8, 3, 3, 3}, "b1": {8}, "g1": {8}, "be1": {8},
+		"w2": {16, 8, 3, 3}, "b2": {16}, "w3": {8, 24, 3, 3}, "b3": {8}, "wh": {4, 8, 1, 1}, "bh": {4}}
+	params := []string{"w1", "b1", "g1", "be1", "w2", "b2", "w3", "b3", "wh", "bh"}
+	run := func(dt tensor.Dtype) []result {
+		g := G.NewGraph()
+		node := func(name string, v []float64, shape []int) *G.Node {
+			var t *tensor.Dense
+			if dt == tensor.Float32 {
+				t = tensor.New(tensor.WithShape(shape...), tensor.WithBacking(to32(v)))
+			} else {
+				t = tensor.New(tensor.WithShape(shape...), tensor.WithBacking(append([]float64(nil), v...)))
+			}
+			return G.NewTensor(g, dt, len(shape), G.WithShape(shape...), G.WithValue(t), G.WithName(name))
+		}
+		nodes := map[string]*G.Node{}
+		for k, v := range vals {
+			nodes[k] = node(k, v, shapes[k])
+		}
+		lab := node("labels", labels, []int{n, h, w})
+		st := &BNState{Momentum: 0.1, Eps: 1e-5}
+		if dt == tensor.Float32 {
+			st.RunningMean, st.RunningVar = tensor.New(tensor.WithShape(8), tensor.WithBacking(make([]float32, 8))), tensor.New(tensor.WithShape(8), tensor.WithBacking([]float32{1, 1, 1, 1, 1, 1, 1, 1}))
+		} else {
+			st.RunningMean, st.RunningVar = tensor.New(tensor.WithShape(8), tensor.WithBacking(make([]float64, 8))), tensor.New(tensor.WithShape(8), tensor.WithBacking([]float64{1, 1, 1, 1, 1, 1, 1, 1}))
+		}
+		must := func(n *G.Node, err error) *G.Node {
+			require.NoError(t, err)
+			return n
+		}
+		c1 := must(Conv2D(nodes["x"], nodes["w1"], nodes["b1"], 1, false))
+		bn := must(BatchNorm(c1, nodes["g1"], nodes["be1"], st, true))
+		skip := must(ReLU(bn))
+		down := must(ReLU(must(Conv2D(must(MaxPool2(skip)), nodes["w2"], nodes["b2"], 1, true))))
+		cat := must(ConcatChannels(must(Upsample2(down)), skip))
+		top := must(ReLU(must(Conv2D(cat, nodes["w3"], nodes["b3"], 1, true))))
+		logits := must(Conv2D(top, nodes["wh"], nodes["bh"], 0, true))
+		loss := must(SegLoss(logits, lab, SegLossOptions{Kind: CrossEntropy, Ignore: 4}))
+		var wrt G.Nodes
+		for _, p := range params {
+			wrt = append(wrt, nodes[p])
+		}
+		_, err := G.Grad(loss, wrt...)
+		require.NoError(t, err)
+		m := G.NewTapeMachine(g, G.BindDualValues(wrt...))
+		defer m.Close()
+		var out []result
+		for step := 0; step < 2; step++ {
+			require.NoError(t, m.RunAll())
+			lv, err := scalar(loss.Value())
+			require.NoError(t, err)
+			res := result{loss: lv, grads: map[string][]float64{}}
+			for _, p := range params {
+				gv, err := nodes[p].Grad()
+				require.NoError(t, err)
+				switch d := gv.Data().(type) {
+				case []float32:
+					for _, v := range d {
+						res.grads[p] = append(res.grads[p], float64(v))
+					}
+					clear(d)
+				case []float64:
+					res.grads[p] = append(res.grads[p], d...)
+					clear(d)
+				}
+			}
+			if dt == tensor.Float32 && step == 0 {
+				// ReLU wrote over the batch norm's output: one buffer, not two
+				require.Equal(t, skip.Value().Uintptr(), bn.Value().Uintptr(), "in-place ReLU")
+			}
+			out = append(out, res)
+			m.Reset()
+		}
+		return out
+	}
+	want, got := run(tensor.Float64), run(tensor.Float32)
+	for step := range want {
+		require.InDelta(t, want[step].loss, got[step].loss, 1e-5*want[step].loss, "step %d loss", step)
+		for _, p := range params {
+			if p == "b1" {
+				// batch norm cancels the bias before it: its gradient is 0
+				// up to rounding
+				require.InDeltaSlice(t, want[step].grads[p], got[step].grads[p], 1e-5)
+				continue
+			}
+			g32 := make([]float32, len(got[step].grads[p]))
+			for i, v := range got[step].grads[p] {
+				g32[i] = float32(v)
+			}
+			relClose(t, p, want[step].grads[p], g32, 2e-4)
+		}
+	}
+}
+
+func TestSegLossReportsBadLabels(t *testing.T) {
+	g := G.NewGraph()
+	x := G.NewTensor(g, tensor.Float32, 4, G.WithShape(1, 2, 1, 2), G.WithValue(tensor.New(tensor.WithShape(1, 2, 1, 2), tensor.WithBacking([]float32{1, 2, 3, 4}))))
+	y := G.NewTensor(g, tensor.Float32, 3, G.WithShape(1, 1, 2), G.WithValue(tensor.New(tensor.WithShape(1, 1, 2), tensor.WithBacking([]float32{0, 7}))))
+	_, err := SegLoss(x, y, SegLossOptions{Kind: CrossEntropy, Ignore: -1})
+	require.NoError(t, err)
+	m := G.NewTapeMachine(g)
+	defer m.Close()
+	require.ErrorContains(t, m.RunAll(), "label 7 is not a class")
+}

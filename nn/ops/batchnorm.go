@@ -43,7 +43,7 @@ func BatchNorm(x, gamma, beta *G.Node, st *BNState, training bool) (*G.Node, err
 	}
 	op := &bnOp{opBase: newBase("batchnorm"), shape: s.Clone(), st: st, training: training,
 		mean: make([]float64, c), invStd: make([]float64, c)}
-	return G.ApplyOp(op, x, gamma, beta)
+	return apply(op, x, gamma, beta)
 }
 
 type bnOp struct {
@@ -85,13 +85,7 @@ func (op *bnOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, error) 
 	if err != nil {
 		return nil, err
 	}
-	var y *tensor.Dense
-	if !op.training {
-		y = inPlace(prealloc, in, 0)
-	}
-	if y == nil {
-		y = op.outBuf(prealloc, x.Dtype(), op.shape, in...)
-	}
+	y := op.output(prealloc, in, op.OverwritesInput(), x.Dtype(), op.shape)
 	err = dispatch(op.name, x,
 		func() { bnForward(op, data[float32](x), data[float32](gamma), data[float32](beta), data[float32](y)) },
 		func() { bnForward(op, data[float64](x), data[float64](gamma), data[float64](beta), data[float64](y)) })
@@ -205,15 +199,15 @@ func (op *bnOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) {
 	x, gamma := inputs[0], inputs[1]
 	c := op.shape[1]
 	op.dgamma, op.dbeta = make([]float64, c), make([]float64, c)
-	dx, err := G.ApplyOp(&bnGradOp{opBase: newBase("batchnorm_dx"), fwd: op}, x, gamma, grad)
+	dx, err := applyGrad(&bnGradOp{opBase: newBase("batchnorm_dx"), fwd: op}, x, gamma, grad)
 	if err != nil {
 		return nil, err
 	}
-	dgamma, err := G.ApplyOp(&bnParamGradOp{opBase: newBase("batchnorm_dgamma"), fwd: op, sums: op.dgamma}, dx)
+	dgamma, err := applyGrad(&bnParamGradOp{opBase: newBase("batchnorm_dgamma"), fwd: op, sums: op.dgamma}, dx)
 	if err != nil {
 		return nil, err
 	}
-	dbeta, err := G.ApplyOp(&bnParamGradOp{opBase: newBase("batchnorm_dbeta"), fwd: op, sums: op.dbeta}, dx)
+	dbeta, err := applyGrad(&bnParamGradOp{opBase: newBase("batchnorm_dbeta"), fwd: op, sums: op.dbeta}, dx)
 	if err != nil {
 		return nil, err
 	}
@@ -254,10 +248,7 @@ func (op *bnGradOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, err
 	if err != nil {
 		return nil, err
 	}
-	dx := inPlace(prealloc, in, 2)
-	if dx == nil {
-		dx = op.outBuf(prealloc, x.Dtype(), op.fwd.shape, in...)
-	}
+	dx := op.output(prealloc, in, 2, x.Dtype(), op.fwd.shape)
 	err = dispatch(op.name, x,
 		func() {
 			bnBackward(op.fwd, data[float32](x), data[float32](gamma), data[float32](dy), data[float32](dx))
@@ -322,7 +313,7 @@ func (op *bnParamGradOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value
 	if err != nil {
 		return nil, err
 	}
-	g := op.outBuf(prealloc, dxv.Dtype(), tensor.Shape{op.fwd.shape[1]}, in...)
+	g := op.output(prealloc, in, -1, dxv.Dtype(), tensor.Shape{op.fwd.shape[1]})
 	err = dispatch(op.name, g,
 		func() { copyConvert(data[float32](g), op.sums) },
 		func() { copyConvert(data[float64](g), op.sums) })

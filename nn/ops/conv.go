@@ -33,7 +33,7 @@ func Conv2D(x, w, b *G.Node, pad int, inputGrad bool) (*G.Node, error) {
 		return nil, fmt.Errorf("conv2d: input %v too small for kernel %d with pad %d", xs, g.k, pad)
 	}
 	op := &convOp{opBase: newBase(fmt.Sprintf("conv%dx%d", g.k, g.k)), g: g, inputGrad: inputGrad}
-	return G.ApplyOp(op, x, w, b)
+	return apply(op, x, w, b)
 }
 
 // convGeom is the shape of one convolution.
@@ -135,7 +135,7 @@ func (op *convOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, error
 	if err != nil {
 		return nil, err
 	}
-	y := op.outBuf(prealloc, x.Dtype(), op.g.outShape(), in...)
+	y := op.output(prealloc, in, -1, x.Dtype(), op.g.outShape())
 	err = dispatchE(op.name, x,
 		func() error {
 			return dnnlConvForward(op.g, data[float32](x), data[float32](w), data[float32](b), data[float32](y))
@@ -181,19 +181,19 @@ func (op *convOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error)
 	var dx *G.Node
 	var err error
 	if op.inputGrad {
-		if dx, err = G.ApplyOp(&convDataGradOp{opBase: newBase(op.name + "_dx"), g: op.g}, w, grad); err != nil {
+		if dx, err = applyGrad(&convDataGradOp{opBase: newBase(op.name + "_dx"), g: op.g}, w, grad); err != nil {
 			return nil, err
 		}
 	}
 	dwOp := &convWeightGradOp{opBase: newBase(op.name + "_dw"), g: op.g}
-	dw, err := G.ApplyOp(dwOp, x, grad)
+	dw, err := applyGrad(dwOp, x, grad)
 	if err != nil {
 		return nil, err
 	}
 	// The bias gradient comes out of the weight-gradient kernel (oneDNN sums
 	// dy per channel on the way); its op hands it over and takes dw as input
 	// so that it runs after.
-	db, err := G.ApplyOp(&convBiasGradOp{opBase: newBase(op.name + "_db"), dw: dwOp}, dw)
+	db, err := applyGrad(&convBiasGradOp{opBase: newBase(op.name + "_db"), dw: dwOp}, dw)
 	if err != nil {
 		return nil, err
 	}
@@ -223,7 +223,7 @@ func (op *convDataGradOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Valu
 		return nil, err
 	}
 	shape, _ := op.InferShape()
-	dx := op.outBuf(prealloc, w.Dtype(), shape, in...)
+	dx := op.output(prealloc, in, -1, w.Dtype(), shape)
 	err = dispatchE(op.name, w,
 		func() error { return dnnlConvDataGrad(op.g, data[float32](w), data[float32](dy), data[float32](dx)) },
 		func() error { convDataGrad(op.g, data[float64](w), data[float64](dy), data[float64](dx)); return nil })
@@ -277,7 +277,7 @@ func (op *convWeightGradOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Va
 		return nil, err
 	}
 	shape, _ := op.InferShape()
-	dw := op.outBuf(prealloc, x.Dtype(), shape, in...)
+	dw := op.output(prealloc, in, -1, x.Dtype(), shape)
 	if op.db == nil || op.db.Dtype() != x.Dtype() {
 		op.db = tensor.New(tensor.Of(x.Dtype()), tensor.WithShape(op.g.o))
 	}
@@ -311,7 +311,7 @@ func (op *convBiasGradOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Valu
 	if op.dw.db == nil {
 		return nil, fmt.Errorf("%s: the weight gradient has not run", op.name)
 	}
-	db := op.outBuf(prealloc, op.dw.db.Dtype(), tensor.Shape{op.dw.g.o}, in...)
+	db := op.output(prealloc, in, -1, op.dw.db.Dtype(), tensor.Shape{op.dw.g.o})
 	copy(db.Header.Raw, op.dw.db.Header.Raw)
 	return db, nil
 }

@@ -16,7 +16,7 @@ func Linear(x, w, b *G.Node) (*G.Node, error) {
 		return nil, fmt.Errorf("linear: want x [N,In], w [Out,In], b [Out]; got %v, %v, %v", xs, ws, bs)
 	}
 	op := &linearOp{opBase: newBase("linear"), n: xs[0], in: xs[1], out: ws[0]}
-	return G.ApplyOp(op, x, w, b)
+	return apply(op, x, w, b)
 }
 
 type linearOp struct {
@@ -44,7 +44,7 @@ func (op *linearOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, err
 	if err != nil {
 		return nil, err
 	}
-	y := op.outBuf(prealloc, x.Dtype(), tensor.Shape{op.n, op.out}, in...)
+	y := op.output(prealloc, in, -1, x.Dtype(), tensor.Shape{op.n, op.out})
 	err = dispatch(op.name, x,
 		func() { linearForward(op, data[float32](x), data[float32](w), data[float32](b), data[float32](y)) },
 		func() { linearForward(op, data[float64](x), data[float64](w), data[float64](b), data[float64](y)) })
@@ -61,15 +61,15 @@ func linearForward[T Float](op *linearOp, x, w, b, y []T) {
 func (op *linearOp) DiffWRT(int) []bool { return []bool{true, true, true} }
 func (op *linearOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) {
 	x, w := inputs[0], inputs[1]
-	dx, err := G.ApplyOp(&matmulOp{opBase: newBase("linear_dx"), m: op.n, n: op.in, k: op.out}, grad, w)
+	dx, err := applyGrad(&matmulOp{opBase: newBase("linear_dx"), m: op.n, n: op.in, k: op.out}, grad, w)
 	if err != nil {
 		return nil, err
 	}
-	dw, err := G.ApplyOp(&matmulOp{opBase: newBase("linear_dw"), m: op.out, n: op.in, k: op.n, transA: true}, grad, x)
+	dw, err := applyGrad(&matmulOp{opBase: newBase("linear_dw"), m: op.out, n: op.in, k: op.n, transA: true}, grad, x)
 	if err != nil {
 		return nil, err
 	}
-	db, err := G.ApplyOp(&rowSumOp{opBase: newBase("linear_db"), n: op.n, c: op.out}, grad)
+	db, err := applyGrad(&rowSumOp{opBase: newBase("linear_db"), n: op.n, c: op.out}, grad)
 	if err != nil {
 		return nil, err
 	}
@@ -99,7 +99,7 @@ func (op *matmulOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, err
 	if err != nil {
 		return nil, err
 	}
-	c := op.outBuf(prealloc, a.Dtype(), tensor.Shape{op.m, op.n}, in...)
+	c := op.output(prealloc, in, -1, a.Dtype(), tensor.Shape{op.m, op.n})
 	lda := op.k
 	if op.transA {
 		lda = op.m
@@ -130,7 +130,7 @@ func (op *rowSumOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, err
 	if err != nil {
 		return nil, err
 	}
-	db := op.outBuf(prealloc, dy.Dtype(), tensor.Shape{op.c}, in...)
+	db := op.output(prealloc, in, -1, dy.Dtype(), tensor.Shape{op.c})
 	err = dispatch(op.name, dy,
 		func() { channelSum(op.n, op.c, 1, data[float32](dy), data[float32](db)) },
 		func() { channelSum(op.n, op.c, 1, data[float64](dy), data[float64](db)) })

@@ -103,6 +103,12 @@ func TestFloat32GraphMatchesFloat64(t *testing.T) {
 			out = append(out, res)
 			m.Reset()
 		}
+		// the gradients shared buffers, in the planned order, without a miss
+		p := logits.Op().(planner).base().plan
+		require.NotNil(t, p)
+		require.False(t, p.broken, "the ops ran out of the planned order")
+		require.Less(t, len(p.bufs), 10, "buffers shared between gradients")
+		require.Zero(t, planMisses.Load())
 		return out
 	}
 	want, got := run(tensor.Float64), run(tensor.Float32)
@@ -133,4 +139,40 @@ func TestSegLossReportsBadLabels(t *testing.T) {
 	m := G.NewTapeMachine(g)
 	defer m.Close()
 	require.ErrorContains(t, m.RunAll(), "label 7 is not a class")
+}
+
+// A machine over part of a graph runs the ops out of the planned order: the
+// plan must notice and step aside, and the results stay right.
+func TestPlanStepsAsideForASubgraph(t *testing.T) {
+	r := rand.New(rand.NewPCG(61, 62))
+	g := G.NewGraph()
+	mk := func(name string, shape ...int) *G.Node {
+		v := tensor.New(tensor.WithShape(shape...), tensor.WithBacking(randSlice(r, tensor.Shape(shape).TotalSize())))
+		return G.NewTensor(g, tensor.Float64, len(shape), G.WithShape(shape...), G.WithValue(v), G.WithName(name))
+	}
+	x, w, b := mk("x", 2, 3, 6, 6), mk("w", 4, 3, 3, 3), mk("b", 4)
+	h, err := ReLU(G.Must(Conv2D(x, w, b, 1, false)))
+	require.NoError(t, err)
+	y := G.Must(Upsample2(G.Must(MaxPool2(h))))
+	cost := G.Must(G.Sum(G.Must(G.HadamardProd(y, y))))
+	_, err = G.Grad(cost, w, b)
+	require.NoError(t, err)
+	full := G.NewTapeMachine(g, G.BindDualValues(w, b))
+	defer full.Close()
+	require.NoError(t, full.RunAll())
+	want := append([]float64(nil), h.Value().Data().([]float64)...)
+	gw, _ := w.Grad()
+	wantGrad := append([]float64(nil), gw.Data().([]float64)...)
+	full.Reset()
+
+	sub := G.NewTapeMachine(g.SubgraphRoots(h))
+	defer sub.Close()
+	require.NoError(t, sub.RunAll())
+	require.Equal(t, want, h.Value().Data().([]float64))
+	sub.Reset()
+
+	clear(gw.Data().([]float64))
+	require.NoError(t, full.RunAll())
+	gw, _ = w.Grad()
+	require.InDeltaSlice(t, wantGrad, gw.Data().([]float64), 1e-12)
 }

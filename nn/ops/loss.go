@@ -35,7 +35,7 @@ func PointwiseLoss(kind LossKind, pred, target *G.Node) (*G.Node, error) {
 	if !pred.Shape().Eq(target.Shape()) {
 		return nil, fmt.Errorf("%v loss: prediction %v and target %v differ in shape", kind, pred.Shape(), target.Shape())
 	}
-	return G.ApplyOp(&lossOp{opBase: newBase(kind.String()), kind: kind, shape: pred.Shape().Clone()}, pred, target)
+	return apply(&lossOp{opBase: newBase(kind.String()), kind: kind, shape: pred.Shape().Clone()}, pred, target)
 }
 
 type lossOp struct {
@@ -88,7 +88,7 @@ func MeanLoss[T Float](kind LossKind, p, t []T) float64 {
 
 func (op *lossOp) DiffWRT(int) []bool { return []bool{true, false} }
 func (op *lossOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) {
-	dp, err := G.ApplyOp(&lossGradOp{opBase: newBase(op.name + "_dx"), kind: op.kind, shape: op.shape}, inputs[0], inputs[1], grad)
+	dp, err := applyGrad(&lossGradOp{opBase: newBase(op.name + "_dx"), kind: op.kind, shape: op.shape}, inputs[0], inputs[1], grad)
 	return G.Nodes{dp, nil}, err
 }
 
@@ -120,7 +120,7 @@ func (op *lossGradOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, e
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op.name, err)
 	}
-	dp := op.outBuf(prealloc, p.Dtype(), op.shape, in...)
+	dp := op.output(prealloc, in, -1, p.Dtype(), op.shape)
 	err = dispatch(op.name, p,
 		func() { pointwiseLossGrad(op.kind, g, data[float32](p), data[float32](t), data[float32](dp)) },
 		func() { pointwiseLossGrad(op.kind, g, data[float64](p), data[float64](t), data[float64](dp)) })

@@ -38,6 +38,15 @@ type opBase struct {
 	name string
 	// buf is the output buffer the op keeps across steps (see outBuf).
 	buf *tensor.Dense
+	// node is the op's node (set by apply), plan and np the memory plan of
+	// its graph and what it says about this node, ptensor the planned
+	// buffer as a tensor and pbuf the buffer it was made from (see plan.go).
+	node    *G.Node
+	grad    bool // a backward op (see applyGrad)
+	plan    *memPlan
+	np      *nodePlan
+	ptensor *tensor.Dense
+	pbuf    *float64
 }
 
 func newBase(name string) opBase { return opBase{id: opIDs.Add(1), name: name} }

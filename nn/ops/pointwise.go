@@ -10,7 +10,7 @@ import (
 
 // ReLU is max(x, 0) on a tensor of any shape.
 func ReLU(x *G.Node) (*G.Node, error) {
-	return G.ApplyOp(&reluOp{opBase: newBase("relu"), shape: x.Shape().Clone()}, x)
+	return apply(&reluOp{opBase: newBase("relu"), shape: x.Shape().Clone()}, x)
 }
 
 type reluOp struct {
@@ -32,10 +32,7 @@ func (op *reluOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, error
 	if err != nil {
 		return nil, err
 	}
-	y := inPlace(prealloc, in, 0)
-	if y == nil {
-		y = op.outBuf(prealloc, x.Dtype(), op.shape, in...)
-	}
+	y := op.output(prealloc, in, 0, x.Dtype(), op.shape)
 	err = dispatch(op.name, x,
 		func() { relu(data[float32](x), data[float32](y)) },
 		func() { relu(data[float64](x), data[float64](y)) })
@@ -57,7 +54,7 @@ func relu[T Float](x, y []T) {
 
 func (op *reluOp) DiffWRT(int) []bool { return []bool{true} }
 func (op *reluOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) {
-	dx, err := G.ApplyOp(&reluGradOp{opBase: newBase("relu_dx"), shape: op.shape}, output, grad)
+	dx, err := applyGrad(&reluGradOp{opBase: newBase("relu_dx"), shape: op.shape}, output, grad)
 	return G.Nodes{dx}, err
 }
 
@@ -88,10 +85,7 @@ func (op *reluGradOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, e
 	if err != nil {
 		return nil, err
 	}
-	dx := inPlace(prealloc, in, 1)
-	if dx == nil {
-		dx = op.outBuf(prealloc, y.Dtype(), op.shape, in...)
-	}
+	dx := op.output(prealloc, in, 1, y.Dtype(), op.shape)
 	err = dispatch(op.name, y,
 		func() { reluGrad(data[float32](y), data[float32](dy), data[float32](dx)) },
 		func() { reluGrad(data[float64](y), data[float64](dy), data[float64](dx)) })
@@ -131,7 +125,7 @@ func ConcatChannels(xs ...*G.Node) (*G.Node, error) {
 	}
 	op := &concatOp{opBase: newBase("concat"), n: s0[0], hw: s0[2] * s0[3], chans: chans,
 		shape: tensor.Shape{s0[0], total, s0[2], s0[3]}}
-	return G.ApplyOp(op, xs...)
+	return apply(op, xs...)
 }
 
 type concatOp struct {
@@ -161,7 +155,7 @@ func (op *concatOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, err
 		}
 		ts[i] = t
 	}
-	y := op.outBuf(prealloc, ts[0].Dtype(), op.shape, in...)
+	y := op.output(prealloc, in, -1, ts[0].Dtype(), op.shape)
 	err := dispatch(op.name, y,
 		func() { concat(op, ts, data[float32](y)) },
 		func() { concat(op, ts, data[float64](y)) })
@@ -193,7 +187,7 @@ func (op *concatOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, erro
 	grads := make(G.Nodes, len(inputs))
 	off := 0
 	for i, c := range op.chans {
-		g, err := G.ApplyOp(&channelSliceOp{opBase: newBase("concat_dx"), n: op.n, hw: op.hw,
+		g, err := applyGrad(&channelSliceOp{opBase: newBase("concat_dx"), n: op.n, hw: op.hw,
 			total: op.shape[1], from: off, to: off + c}, grad)
 		if err != nil {
 			return nil, err
@@ -229,7 +223,7 @@ func (op *channelSliceOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Valu
 	if err != nil {
 		return nil, err
 	}
-	y := op.outBuf(prealloc, x.Dtype(), op.outShape(x.Shape()), in...)
+	y := op.output(prealloc, in, -1, x.Dtype(), op.outShape(x.Shape()))
 	err = dispatch(op.name, x,
 		func() { channelSlice(op, data[float32](x), data[float32](y)) },
 		func() { channelSlice(op, data[float64](x), data[float64](y)) })

@@ -64,7 +64,7 @@ func SegLoss(logits, labels *G.Node, opt SegLossOptions) (*G.Node, error) {
 		opt.Gamma = 2
 	}
 	op := &segLossOp{opBase: newBase(opt.Kind.String()), opt: opt, n: s[0], k: s[1], hw: s[2] * s[3], shape: s.Clone()}
-	return G.ApplyOp(op, logits, labels)
+	return apply(op, logits, labels)
 }
 
 type segLossOp struct {
@@ -111,7 +111,7 @@ func (op *segLossOp) DiffWRT(int) []bool { return []bool{true, false} }
 // SymDiff's op also takes the loss itself as an input, only so that it runs
 // after the forward pass and can use what that left behind.
 func (op *segLossOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) {
-	dx, err := G.ApplyOp(&segLossGradOp{opBase: newBase(op.name + "_dx"), fwd: op}, inputs[0], inputs[1], grad, output)
+	dx, err := applyGrad(&segLossGradOp{opBase: newBase(op.name + "_dx"), fwd: op}, inputs[0], inputs[1], grad, output)
 	return G.Nodes{dx, nil}, err
 }
 
@@ -141,7 +141,7 @@ func (op *segLossGradOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op.name, err)
 	}
-	dx := op.outBuf(prealloc, x.Dtype(), op.fwd.shape, in...)
+	dx := op.output(prealloc, in, -1, x.Dtype(), op.fwd.shape)
 	err = dispatchE(op.name, x,
 		func() error { return segLossBackward(op.fwd, data[float32](x), data[float32](y), g, data[float32](dx)) },
 		func() error { return segLossBackward(op.fwd, data[float64](x), data[float64](y), g, data[float64](dx)) })

@@ -15,7 +15,7 @@ func MaxPool2(x *G.Node) (*G.Node, error) {
 	if s.Dims() != 4 || s[2] < 2 || s[3] < 2 {
 		return nil, fmt.Errorf("maxpool2: want a 4-d input at least 2x2, got %v", s)
 	}
-	return G.ApplyOp(&poolOp{opBase: newBase("maxpool2"), in: s.Clone()}, x)
+	return apply(&poolOp{opBase: newBase("maxpool2"), in: s.Clone()}, x)
 }
 
 type poolOp struct {
@@ -36,7 +36,7 @@ func (op *poolOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, error
 	if err != nil {
 		return nil, err
 	}
-	y := op.outBuf(prealloc, x.Dtype(), op.outShape(), in...)
+	y := op.output(prealloc, in, -1, x.Dtype(), op.outShape())
 	err = dispatch(op.name, x,
 		func() { maxPoolForward(op.in, data[float32](x), data[float32](y)) },
 		func() { maxPoolForward(op.in, data[float64](x), data[float64](y)) })
@@ -59,7 +59,7 @@ func maxPoolForward[T Float](s tensor.Shape, x, y []T) {
 
 func (op *poolOp) DiffWRT(int) []bool { return []bool{true} }
 func (op *poolOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) {
-	dx, err := G.ApplyOp(&poolGradOp{opBase: newBase("maxpool2_dx"), in: op.in}, inputs[0], grad)
+	dx, err := applyGrad(&poolGradOp{opBase: newBase("maxpool2_dx"), in: op.in}, inputs[0], grad)
 	return G.Nodes{dx}, err
 }
 
@@ -85,7 +85,7 @@ func (op *poolGradOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, e
 	if err != nil {
 		return nil, err
 	}
-	dx := op.outBuf(prealloc, x.Dtype(), op.in, in...)
+	dx := op.output(prealloc, in, -1, x.Dtype(), op.in)
 	err = dispatch(op.name, x,
 		func() { maxPoolBackward(op.in, data[float32](x), data[float32](dy), data[float32](dx)) },
 		func() { maxPoolBackward(op.in, data[float64](x), data[float64](dy), data[float64](dx)) })
@@ -178,7 +178,7 @@ func Upsample2(x *G.Node) (*G.Node, error) {
 	if s.Dims() != 4 {
 		return nil, fmt.Errorf("upsample2: want a 4-d input, got %v", s)
 	}
-	return G.ApplyOp(&upsampleOp{opBase: newBase("upsample2"), in: s.Clone()}, x)
+	return apply(&upsampleOp{opBase: newBase("upsample2"), in: s.Clone()}, x)
 }
 
 type upsampleOp struct {
@@ -199,7 +199,7 @@ func (op *upsampleOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, e
 	if err != nil {
 		return nil, err
 	}
-	y := op.outBuf(prealloc, x.Dtype(), op.outShape(), in...)
+	y := op.output(prealloc, in, -1, x.Dtype(), op.outShape())
 	err = dispatch(op.name, x,
 		func() { upsampleForward(op.in, data[float32](x), data[float32](y)) },
 		func() { upsampleForward(op.in, data[float64](x), data[float64](y)) })
@@ -223,7 +223,7 @@ func upsampleForward[T Float](s tensor.Shape, x, y []T) {
 
 func (op *upsampleOp) DiffWRT(int) []bool { return []bool{true} }
 func (op *upsampleOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) {
-	dx, err := G.ApplyOp(&upsampleGradOp{opBase: newBase("upsample2_dx"), in: op.in}, grad)
+	dx, err := applyGrad(&upsampleGradOp{opBase: newBase("upsample2_dx"), in: op.in}, grad)
 	return G.Nodes{dx}, err
 }
 
@@ -243,7 +243,7 @@ func (op *upsampleGradOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Valu
 	if err != nil {
 		return nil, err
 	}
-	dx := op.outBuf(prealloc, dy.Dtype(), op.in, in...)
+	dx := op.output(prealloc, in, -1, dy.Dtype(), op.in)
 	err = dispatch(op.name, dy,
 		func() { upsampleBackward(op.in, data[float32](dy), data[float32](dx)) },
 		func() { upsampleBackward(op.in, data[float64](dy), data[float64](dx)) })

@@ -37,7 +37,7 @@ test: deps
 # The embedded default: generated shapes; an auto-encoder pre-trained on
 # the images; a segmenter trained from its encoder; scores on held-out scenes.
 demo: build
-	$(BIN) data shapes --out $(DEMO)/shapes --n 400 --size 64 --frames 120
+	$(BIN) data shapes --out $(DEMO)/shapes --n 800 --size 64 --frames 120
 	$(BIN) data shapes --out $(DEMO)/shapes-val --n 100 --size 64 --seed 2 --frames 0
 	$(BIN) train --config configs/ae-shapes.yaml --data $(DEMO)/shapes --out $(DEMO)/ae-run --force
 	$(BIN) eval --model $(DEMO)/ae-run/best.safetensors --data $(DEMO)/shapes-val

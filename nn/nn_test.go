@@ -236,3 +236,14 @@ func TestFreezeKeepsPrefixFixed(t *testing.T) {
 	assert.NotEqual(t, before, store.Get("block.conv1.weight").Value.Data(), "trained from epoch 2")
 	assert.NotEqual(t, headBefore, store.Get("head.weight").Value.Data())
 }
+
+func TestScheduledLR(t *testing.T) {
+	assert.Equal(t, 0.1, ScheduledLR("constant", 0.1, 3.5, 10))
+	assert.Equal(t, 0.1, ScheduledLR("", 0.1, 3.5, 10))
+	assert.InDelta(t, 0.1, ScheduledLR("cosine", 0.1, 0, 10), 1e-15)
+	assert.InDelta(t, 0.05, ScheduledLR("cosine", 0.1, 5, 10), 1e-15)
+	assert.InDelta(t, 0, ScheduledLR("cosine", 0.1, 10, 10), 1e-15)
+	_, err := Train(context.Background(), &regressTask{}, NewStore(tensor.Float32, 1), toyData{n: 4, c: 1, h: 4, w: 4}, nil,
+		TrainOptions{Epochs: 1, Batch: 2, LR: 1e-2, RunDir: t.TempDir(), Quiet: true, Schedule: "step"})
+	require.ErrorContains(t, err, `"step"`)
+}

@@ -93,6 +93,9 @@ type TrainOptions struct {
 	Progress, Log io.Writer
 	// Quiet hides the progress bar.
 	Quiet bool
+	// Schedule is the learning-rate schedule: "constant" (default) or
+	// "cosine" (from LR down to 0 over the run, half a cosine, per step).
+	Schedule string
 	// FreezePrefix and FreezeEpochs keep the parameters whose names start
 	// with the prefix (e.g. "encoder.") fixed for the first FreezeEpochs
 	// epochs: a pretrained encoder is not disturbed while the decoder learns.
@@ -139,6 +142,9 @@ type runState struct {
 func Train(ctx context.Context, task Task, store *Store, train, val Dataset, opt TrainOptions) (*Result, error) {
 	if train.Len() == 0 {
 		return nil, errors.New("training set is empty")
+	}
+	if opt.Schedule != "" && opt.Schedule != "constant" && opt.Schedule != "cosine" {
+		return nil, fmt.Errorf("unknown learning-rate schedule %q (constant or cosine)", opt.Schedule)
 	}
 	if opt.Epochs < 1 || opt.Batch < 1 || !(opt.LR > 0) {
 		return nil, fmt.Errorf("epochs, batch and lr must be positive (got %d, %d, %g)", opt.Epochs, opt.Batch, opt.LR)
@@ -272,6 +278,7 @@ func Train(ctx context.Context, task Task, store *Store, train, val Dataset, opt
 			if epoch < opt.FreezeEpochs && opt.FreezePrefix != "" {
 				frozen = func(name string) bool { return strings.HasPrefix(name, opt.FreezePrefix) }
 			}
+			adam.LR = ScheduledLR(opt.Schedule, opt.LR, float64(epoch)+float64(step)/float64(steps), opt.Epochs)
 			if err := adam.Step(nodes, params, frozen); err != nil {
 				cancel()
 				return nil, err
@@ -292,6 +299,7 @@ func Train(ctx context.Context, task Task, store *Store, train, val Dataset, opt
 			m["train_"+k] = v / float64(max(done, 1))
 		}
 		m["train_images_per_s"] = float64(done*batch) / time.Since(start).Seconds()
+		m["lr"] = adam.LR
 		if val != nil && val.Len() > 0 {
 			vals, err := task.Validate(ctx, store, val)
 			if err != nil {
@@ -408,6 +416,15 @@ func loadBatch(ds Dataset, idx []int, seed uint64, epoch, step, c, h, w int) (Ba
 		}
 	}
 	return b, nil
+}
+
+// ScheduledLR is the learning rate at a point of the run (progress in
+// epochs, fractional) under the schedule.
+func ScheduledLR(schedule string, lr, progress float64, epochs int) float64 {
+	if schedule == "cosine" {
+		return lr * 0.5 * (1 + math.Cos(math.Pi*min(progress/float64(epochs), 1)))
+	}
+	return lr
 }
 
 // mix hashes its arguments into one seed (splitmix64 steps).

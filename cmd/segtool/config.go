@@ -156,7 +156,9 @@ type TrainConfig struct {
 	Batch       int     `yaml:"batch"`        // default 32
 	LR          float64 `yaml:"lr"`           // default 0.001
 	WeightDecay float64 `yaml:"weight_decay"` // default 0
-	Seed        uint64  `yaml:"seed"`         // default 1
+	// Schedule of the learning rate: constant (default) or cosine.
+	Schedule string `yaml:"schedule"`
+	Seed     uint64 `yaml:"seed"` // default 1
 }
 
 // LoadConfig reads a YAML config strictly.
@@ -273,6 +275,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Data.Limit < 0 {
 		return fmt.Errorf("data.limit: %d must be >= 0", c.Data.Limit)
+	}
+	if c.Train.Schedule != "" && c.Train.Schedule != "constant" && c.Train.Schedule != "cosine" {
+		return fmt.Errorf("train.schedule: %q; use constant or cosine", c.Train.Schedule)
 	}
 	if c.Train.Epochs < 1 || c.Train.Batch < 1 || !(c.Train.LR > 0) || c.Train.WeightDecay < 0 {
 		return fmt.Errorf("train: epochs (%d), batch (%d) and lr (%g) must be positive, weight_decay (%g) >= 0",

@@ -120,7 +120,7 @@ func runTrain(c *cli.Context) error {
 	res, err := nn.Train(c.Context, job.task, job.store, job.train, job.val, nn.TrainOptions{
 		Epochs: cfg.Train.Epochs, Batch: cfg.Train.Batch, LR: cfg.Train.LR, WeightDecay: cfg.Train.WeightDecay,
 		Seed: cfg.Train.Seed, RunDir: runDir, Resume: resume, Log: c.App.Writer, Progress: c.App.ErrWriter, Quiet: c.Bool("quiet"),
-		FreezePrefix: job.freezePrefix, FreezeEpochs: job.freezeEpochs,
+		FreezePrefix: job.freezePrefix, FreezeEpochs: job.freezeEpochs, Schedule: cfg.Train.Schedule,
 	})
 	if errors.Is(err, nn.ErrInterrupted) {
 		return interruptedError{fmt.Sprintf("interrupted: saved %s; continue with the same command and --resume", res.LastPath)}

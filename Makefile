@@ -35,7 +35,8 @@ test: deps
 	$(GO) test -count=1 ./...
 
 # The embedded default: generated shapes; an auto-encoder pre-trained on
-# the images; a segmenter trained from its encoder; scores on held-out scenes.
+# the images; a segmenter trained from its encoder; scores on held-out scenes;
+# the masks painted over the generated video.
 demo: build
 	$(BIN) data shapes --out $(DEMO)/shapes --n 800 --size 64 --frames 120
 	$(BIN) data shapes --out $(DEMO)/shapes-val --n 100 --size 64 --seed 2 --frames 0
@@ -45,8 +46,10 @@ demo: build
 	$(BIN) train --config configs/seg-shapes.yaml --data $(DEMO)/shapes --val $(DEMO)/shapes-val --out $(DEMO)/seg-run --force \
 		--init-encoder $(DEMO)/ae-run/best.safetensors
 	$(BIN) eval --model $(DEMO)/seg-run/best.safetensors --data $(DEMO)/shapes-val --confusion $(DEMO)/confusion.png
+	$(BIN) predict --model $(DEMO)/seg-run/best.safetensors --input $(DEMO)/shapes/shapes.avi --out $(DEMO)/shapes-overlay.mp4 --legend
 	@echo; echo "Look at: $(DEMO)/reconstructions.png (inputs above their auto-encoder reconstructions)"
 	@echo "         $(DEMO)/seg-run/predictions.png (image, true mask, predicted mask) and $(DEMO)/confusion.png"
+	@echo "         $(DEMO)/shapes-overlay.mp4 (the moving-shapes video with the predicted masks painted over it)"
 
 # segtool against PyTorch on the same CPU (bench/): the same U-Net, batch 8 x
 # 3 x 128 x 128, with and without batch norm, 2 threads, one table. First the
@@ -66,6 +69,7 @@ bench: deps
 # Long acceptance runs (minutes): MNIST auto-encoder against PCA-16.
 accept: build
 	./scripts/accept-ae-mnist.sh
+	./scripts/accept-seg.sh
 
 clean:
 	rm -rf bin $(DEMO)

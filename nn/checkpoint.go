@@ -1,6 +1,7 @@
 package nn
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -163,4 +164,47 @@ func setData(dst *tensor.Dense, t safetensors.Tensor) error {
 		return fmt.Errorf("unsupported dtype %v", dst.Dtype())
 	}
 	return nil
+}
+
+// ReadModelConfig reads a model file of the given kind and decodes the model
+// configuration it carries into cfg (a pointer); the caller builds the model
+// from cfg and then loads the file's tensors with LoadWeights.
+func ReadModelConfig(path, kind string, cfg any) (*safetensors.File, error) {
+	f, err := ReadModel(path, kind)
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal([]byte(f.Metadata[MetaConfig]), cfg); err != nil {
+		return nil, fmt.Errorf("%s: bad model config: %w", path, err)
+	}
+	return f, nil
+}
+
+// LoadWeights copies every tensor of f into the store, strictly: a file that
+// lacks one of the model's tensors, or has one the model lacks, is an error.
+func LoadWeights(path string, f *safetensors.File, store *Store) error {
+	if _, err := store.Load(f, "", true); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
+
+// ModelMetadata is the metadata of a model file: info (what the caller
+// wants kept, e.g. where it was trained), then extra, then the kind and the
+// configuration as JSON, which neither can override.
+func ModelMetadata(kind string, cfg any, info, extra map[string]string) (map[string]string, error) {
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		return nil, err
+	}
+	meta := map[string]string{}
+	for k, v := range info {
+		meta[k] = v
+	}
+	for k, v := range extra {
+		meta[k] = v
+	}
+	meta[MetaKind] = kind
+	meta[MetaConfig] = string(b)
+	return meta, nil
 }

@@ -117,46 +117,36 @@ func New(cfg Config, seed uint64) (*Model, error) {
 
 // Load reads a segmenter model file.
 func Load(path string) (*Model, error) {
-	f, err := nn.ReadModel(path, Kind)
+	var cfg Config
+	f, err := nn.ReadModelConfig(path, Kind, &cfg)
 	if err != nil {
 		return nil, err
-	}
-	var cfg Config
-	if err := json.Unmarshal([]byte(f.Metadata[nn.MetaConfig]), &cfg); err != nil {
-		return nil, fmt.Errorf("%s: bad model config: %w", path, err)
 	}
 	m, err := New(cfg, 0)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	if _, err := m.Store.Load(f, "", true); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+	if err := nn.LoadWeights(path, f, m.Store); err != nil {
+		return nil, err
 	}
 	m.Info = f.Metadata
 	return m, nil
 }
 
-// Metadata is what model files of this model carry.
+// Metadata is what model files of this model carry: Info, the class table
+// and ignore index (also inside the config, here for readers of the file),
+// the input description, the kind and the config.
 func (m *Model) Metadata() (map[string]string, error) {
-	cfg, err := json.Marshal(m.Config)
-	if err != nil {
-		return nil, err
-	}
 	classes, err := json.Marshal(m.Config.ClassTable)
 	if err != nil {
 		return nil, err
 	}
-	meta := map[string]string{}
-	for k, v := range m.Info {
-		meta[k] = v
-	}
-	meta[nn.MetaKind] = Kind
-	meta[nn.MetaConfig] = string(cfg)
-	meta["segtool.classes"] = string(classes)
-	meta["segtool.ignore_index"] = strconv.Itoa(m.Config.Ignore)
-	meta["segtool.input"] = fmt.Sprintf("%dx%dx%d", m.Config.InChannels, m.Config.Height, m.Config.Width)
-	meta["segtool.normalize"] = "x/255 (values in [0,1])"
-	return meta, nil
+	return nn.ModelMetadata(Kind, m.Config, m.Info, map[string]string{
+		"segtool.classes":      string(classes),
+		"segtool.ignore_index": strconv.Itoa(m.Config.Ignore),
+		"segtool.input":        fmt.Sprintf("%dx%dx%d", m.Config.InChannels, m.Config.Height, m.Config.Width),
+		"segtool.normalize":    "x/255 (values in [0,1])",
+	})
 }
 
 // Save writes the model file atomically.

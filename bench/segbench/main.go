@@ -58,6 +58,7 @@ type Result struct {
 	AllocMBPerStep float64   `json:"alloc_mb_per_step,omitempty"`
 	GCPerStep      float64   `json:"gc_per_step,omitempty"`
 	Ops            []OpShare `json:"ops,omitempty"`
+	InferOps       []OpShare `json:"infer_ops,omitempty"`
 }
 
 // OpShare is one op kind's time per training step.
@@ -167,7 +168,7 @@ func measureGo(o options, norm string) (*Result, error) {
 		return nil, err
 	}
 	x, labels := randomBatch(net, 1)
-	res := &Result{Impl: "segtool", Norm: norm, Batch: o.batch, Size: o.size, Threads: o.threads, Params: store.NumParams()}
+	res := &Result{Impl: "segtool (oneDNN " + ops.DNNLVersion() + ")", Norm: norm, Batch: o.batch, Size: o.size, Threads: o.threads, Params: store.NumParams()}
 	var train []float64
 	var ms0, ms1 runtime.MemStats
 	for i := 0; i < o.warmup+o.steps; i++ {
@@ -209,26 +210,37 @@ func measureGo(o options, norm string) (*Result, error) {
 	res.PeakRSSMB = peakRSSMB()
 
 	if o.profiles > 0 {
-		ops.EnableTimings(true)
-		t0 := time.Now()
-		for i := 0; i < o.profiles; i++ {
-			if _, err := tr.step(x, labels); err != nil {
-				return nil, err
-			}
+		var err error
+		if res.Ops, err = opTimings(o.profiles, func() error { _, err := tr.step(x, labels); return err }); err != nil {
+			return nil, err
 		}
-		total := time.Since(t0)
-		ops.EnableTimings(false)
-		var inOps time.Duration
-		for _, t := range ops.Timings() {
-			inOps += t.Total
+		if res.InferOps, err = opTimings(o.profiles, func() error { _, err := runner.Run(x, o.batch); return err }); err != nil {
+			return nil, err
 		}
-		res.Ops = append(res.Ops, OpShare{Kind: "(step)", Ms: ms(total) / float64(o.profiles)})
-		for _, t := range ops.Timings() {
-			res.Ops = append(res.Ops, OpShare{Kind: t.Kind, Ms: ms(t.Total) / float64(o.profiles), Calls: t.Calls / o.profiles})
-		}
-		res.Ops = append(res.Ops, OpShare{Kind: "(outside segtool's ops: Gorgonia's gradient sums, Adam, tape machine)", Ms: ms(total-inOps) / float64(o.profiles)})
 	}
 	return res, nil
+}
+
+// opTimings runs f n times with op timings on and returns the time per run
+// of each op kind, the whole run first and what was outside the ops last.
+func opTimings(n int, f func() error) ([]OpShare, error) {
+	ops.EnableTimings(true)
+	t0 := time.Now()
+	for i := 0; i < n; i++ {
+		if err := f(); err != nil {
+			ops.EnableTimings(false)
+			return nil, err
+		}
+	}
+	total := time.Since(t0)
+	ops.EnableTimings(false)
+	var inOps time.Duration
+	out := []OpShare{{Kind: "(whole)", Ms: ms(total) / float64(n)}}
+	for _, t := range ops.Timings() {
+		inOps += t.Total
+		out = append(out, OpShare{Kind: t.Kind, Ms: ms(t.Total) / float64(n), Calls: t.Calls / n})
+	}
+	return append(out, OpShare{Kind: "(outside segtool's ops)", Ms: ms(total-inOps) / float64(n)}), nil
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1e3 }
@@ -309,8 +321,7 @@ func table(o options, norms []string, w io.Writer) error {
 	if rs := results["torch/"+norms[0]]; len(rs) > 0 {
 		t0 = rs[0]
 	}
-	fmt.Fprintf(w, "segtool (oneDNN %s) vs %s\n\n", "2.x", t0.Impl)
-	_ = g0
+	fmt.Fprintf(w, "%s vs %s\n\n", g0.Impl, t0.Impl)
 	fmt.Fprintln(w, "| norm | metric | segtool | PyTorch | segtool/PyTorch |")
 	fmt.Fprintln(w, "| --- | --- | ---: | ---: | ---: |")
 	for _, norm := range norms {
@@ -323,6 +334,8 @@ func table(o options, norms []string, w io.Writer) error {
 		}
 		row("train step ms", g.TrainMs, t.TrainMs, "%.1f")
 		row("inference ms / batch", g.InferMs, t.InferMs, "%.1f")
+		row("train step ms, best", g.TrainMin, t.TrainMin, "%.1f")
+		row("inference ms, best", g.InferMin, t.InferMin, "%.1f")
 		row("train images/s", img/g.TrainMs*1e3, img/t.TrainMs*1e3, "%.1f")
 		row("inference images/s", img/g.InferMs*1e3, img/t.InferMs*1e3, "%.1f")
 		row("peak RSS MB", g.PeakRSSMB, t.PeakRSSMB, "%.0f")
@@ -336,13 +349,22 @@ func table(o options, norms []string, w io.Writer) error {
 		g := summarise(results["go/"+norm])
 		fmt.Fprintf(w, "segtool norm %s: %.2f MB allocated by Go per training step, %.2f GCs per step; loss %.4f -> %.4f over %d steps\n",
 			norm, g.AllocMBPerStep, g.GCPerStep, g.LossFirst, g.LossLast, o.warmup+o.steps)
-		if len(g.Ops) > 0 {
-			fmt.Fprintf(w, "  where a segtool training step goes (norm %s, ms per step, op timings on):\n", norm)
-			for _, op := range g.Ops {
+		for _, part := range []struct {
+			what string
+			ops  []OpShare
+		}{{"training step", g.Ops}, {"inference batch", g.InferOps}} {
+			if len(part.ops) == 0 {
+				continue
+			}
+			fmt.Fprintf(w, "  where a segtool %s goes (norm %s, ms, op timings on):\n", part.what, norm)
+			for _, op := range part.ops {
+				if op.Ms < 0.05 && op.Calls > 0 {
+					continue
+				}
 				if op.Calls > 0 {
-					fmt.Fprintf(w, "    %-28s %7.1f ms  (%d calls)\n", op.Kind, op.Ms, op.Calls)
+					fmt.Fprintf(w, "    %-24s %7.1f ms  (%d calls)\n", op.Kind, op.Ms, op.Calls)
 				} else {
-					fmt.Fprintf(w, "    %-28s %7.1f ms\n", op.Kind, op.Ms)
+					fmt.Fprintf(w, "    %-24s %7.1f ms\n", op.Kind, op.Ms)
 				}
 			}
 		}
@@ -364,5 +386,8 @@ func summarise(rs []*Result) Result {
 		s.PeakRSSMB = max(s.PeakRSSMB, r.PeakRSSMB)
 	}
 	s.TrainMs, s.InferMs = median(tr), median(in)
+	for _, r := range rs {
+		s.TrainMin, s.InferMin = min(s.TrainMin, r.TrainMin), min(s.InferMin, r.InferMin)
+	}
 	return s
 }

@@ -86,9 +86,15 @@ func (op *bnOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, error) 
 		return nil, err
 	}
 	y := op.output(prealloc, in, op.OverwritesInput(), x.Dtype(), op.shape)
+	fuse := op.fuse() // apply the ReLU that follows (see fusions)
 	err = dispatch(op.name, x,
-		func() { bnForward(op, data[float32](x), data[float32](gamma), data[float32](beta), data[float32](y)) },
-		func() { bnForward(op, data[float64](x), data[float64](gamma), data[float64](beta), data[float64](y)) })
+		func() {
+			bnForward(op, data[float32](x), data[float32](gamma), data[float32](beta), data[float32](y), fuse)
+		},
+		func() {
+			bnForward(op, data[float64](x), data[float64](gamma), data[float64](beta), data[float64](y), fuse)
+		})
+	op.passOn(fuse && err == nil)
 	return y, err
 }
 
@@ -156,11 +162,19 @@ func affine[T Float](src, dst []T, mean, scale, shift T) {
 	}
 }
 
+// affineReLU is affine then max(., 0).
+func affineReLU[T Float](src, dst []T, mean, scale, shift T) {
+	dst = dst[:len(src)]
+	for j, v := range src {
+		dst[j] = max((v-mean)*scale+shift, 0)
+	}
+}
+
 // bnForward normalises channel by channel: the statistics are summed in
 // float64, the normalisation itself runs in the tensor's own precision. A
 // channel of the reference net is at most 512 KB, so its three passes (sum,
 // squared deviations, normalise) run from the core's cache.
-func bnForward[T Float](op *bnOp, x, gamma, beta, y []T) {
+func bnForward[T Float](op *bnOp, x, gamma, beta, y []T, withReLU bool) {
 	n, c, hw := op.shape[0], op.shape[1], op.shape[2]*op.shape[3]
 	rm, rv := data[T](op.st.RunningMean), data[T](op.st.RunningVar)
 	m := float64(n * hw)
@@ -185,7 +199,12 @@ func bnForward[T Float](op *bnOp, x, gamma, beta, y []T) {
 		op.mean[ch], op.invStd[ch] = mean, inv
 		scale := float64(gamma[ch]) * inv
 		for i := 0; i < n; i++ {
-			affine(x[(i*c+ch)*hw:(i*c+ch+1)*hw], y[(i*c+ch)*hw:(i*c+ch+1)*hw], T(mean), T(scale), beta[ch])
+			src, dst := x[(i*c+ch)*hw:(i*c+ch+1)*hw], y[(i*c+ch)*hw:(i*c+ch+1)*hw]
+			if withReLU {
+				affineReLU(src, dst, T(mean), T(scale), beta[ch])
+			} else {
+				affine(src, dst, T(mean), T(scale), beta[ch])
+			}
 		}
 	})
 }

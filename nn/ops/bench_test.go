@@ -39,7 +39,7 @@ func BenchmarkConv(b *testing.B) {
 					var err error
 					switch kind {
 					case "fwd":
-						err = dnnlConvForward(g, x, w, bias, y)
+						err = dnnlConvForward(g, x, w, bias, y, false)
 					case "bwd_data":
 						err = dnnlConvDataGrad(g, w, y, dx)
 					case "bwd_weights":
@@ -99,7 +99,7 @@ func BenchmarkKernels(b *testing.B) {
 	b.Run("batchnorm", func(b *testing.B) {
 		bytes(b, 8*len(x))
 		for i := 0; i < b.N; i++ {
-			bnForward(bn, x, gamma, beta, out)
+			bnForward(bn, x, gamma, beta, out, false)
 		}
 	})
 	b.Run("batchnorm_dx", func(b *testing.B) {

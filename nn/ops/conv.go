@@ -136,14 +136,18 @@ func (op *convOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, error
 		return nil, err
 	}
 	y := op.output(prealloc, in, -1, x.Dtype(), op.g.outShape())
+	// oneDNN applies the ReLU that follows as it writes the output (see
+	// fusions).
+	fuse := x.Dtype() == tensor.Float32 && op.fuse()
 	err = dispatchE(op.name, x,
 		func() error {
-			return dnnlConvForward(op.g, data[float32](x), data[float32](w), data[float32](b), data[float32](y))
+			return dnnlConvForward(op.g, data[float32](x), data[float32](w), data[float32](b), data[float32](y), fuse)
 		},
 		func() error {
 			convForward(op.g, data[float64](x), data[float64](w), data[float64](b), data[float64](y))
 			return nil
 		})
+	op.passOn(fuse && err == nil)
 	return y, err
 }
 

@@ -22,6 +22,13 @@ extern int omp_get_max_threads(void);
 
 int sg_omp_max_threads(void) { return omp_get_max_threads(); }
 
+const char *sg_dnnl_version(void) {
+    static char v[32];
+    const dnnl_version_t *d = dnnl_version();
+    snprintf(v, sizeof v, "%d.%d.%d", d->major, d->minor, d->patch);
+    return v;
+}
+
 static dnnl_engine_t eng;
 static dnnl_primitive_attr_t attr; // user-managed scratchpad: see DESIGN.md
 static char init_err[256];
@@ -70,7 +77,7 @@ typedef struct {
 } port;
 
 typedef struct entry {
-    int kind, nthr, n, c, h, w, o, k, pad, bias;
+    int kind, nthr, n, c, h, w, o, k, pad, bias, relu;
     dnnl_primitive_desc_t pd, hint;
     dnnl_primitive_t prim;
     port p[3]; // FWD: src, weights, dst; BWD_DATA: diff_dst, weights, diff_src; BWD_WEIGHTS: src, diff_dst, diff_weights
@@ -215,7 +222,18 @@ static int entry_init(sg_ctx *ctx, entry *e) {
     CHECK(dnnl_convolution_forward_desc_init(&fd, dnnl_forward_training, dnnl_convolution_direct, &x, &wt,
                                              (e->kind != SG_FWD || e->bias) ? &u_b : NULL, &y, st, pl, pl));
     if (e->kind == SG_FWD) {
-        CHECK(dnnl_primitive_desc_create(&e->pd, &fd, attr, eng, NULL));
+        dnnl_primitive_attr_t a = attr;
+        if (e->relu) { // ReLU applied as the output is written
+            dnnl_post_ops_t po;
+            CHECK(dnnl_primitive_attr_clone(&a, attr));
+            CHECK(dnnl_post_ops_create(&po));
+            CHECK(dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f));
+            CHECK(dnnl_primitive_attr_set_post_ops(a, po));
+            CHECK(dnnl_post_ops_destroy(po));
+        }
+        dnnl_status_t st_ = dnnl_primitive_desc_create(&e->pd, &fd, a, eng, NULL);
+        if (a != attr) dnnl_primitive_attr_destroy(a);
+        CHECK(st_);
         if ((rc = port_init(ctx, &e->p[0], &u_x, dnnl_primitive_desc_query_md(e->pd, dnnl_query_src_md, 0), 0))) return rc;
         if ((rc = port_init(ctx, &e->p[1], &u_w, dnnl_primitive_desc_query_md(e->pd, dnnl_query_weights_md, 0), 0))) return rc;
         if ((rc = port_init(ctx, &e->p[2], &u_y, dnnl_primitive_desc_query_md(e->pd, dnnl_query_dst_md, 0), 1))) return rc;
@@ -245,18 +263,19 @@ static int entry_init(sg_ctx *ctx, entry *e) {
 }
 
 static entry *lookup(sg_ctx *ctx, int kind, int nthr, int n, int c, int h, int w, int o, int k, int pad, int bias,
-                     int *rc) {
+                     int relu, int *rc) {
     *rc = 0;
     for (entry *e = ctx->cache; e; e = e->next)
         if (e->kind == kind && e->nthr == nthr && e->n == n && e->c == c && e->h == h && e->w == w && e->o == o &&
-            e->k == k && e->pad == pad && e->bias == bias)
+            e->k == k && e->pad == pad && e->bias == bias && e->relu == relu)
             return e;
     entry *e = calloc(1, sizeof *e);
     if (!e) {
         *rc = oom(ctx, sizeof *e);
         return NULL;
     }
-    *e = (entry){.kind = kind, .nthr = nthr, .n = n, .c = c, .h = h, .w = w, .o = o, .k = k, .pad = pad, .bias = bias};
+    *e = (entry){.kind = kind, .nthr = nthr, .n = n, .c = c, .h = h, .w = w, .o = o, .k = k, .pad = pad, .bias = bias,
+                 .relu = relu};
     if ((*rc = entry_init(ctx, e))) {
         // A half-built entry is leaked rather than torn down: this only
         // happens for shapes oneDNN rejects, and the error is reported.
@@ -313,14 +332,14 @@ static int run(sg_ctx *ctx, entry *e, const void *a0, const void *a1, void *a2, 
     return 0;
 }
 
-int sg_conv_weights(sg_ctx *ctx, int kind, int nthr, int n, int c, int h, int w, int o, int k, int pad,
+int sg_conv_weights(sg_ctx *ctx, int kind, int nthr, int n, int c, int h, int w, int o, int k, int pad, int relu,
                     const float *wt) {
     int rc;
     if (kind != SG_FWD && kind != SG_BWD_DATA) {
         snprintf(ctx->err, sizeof ctx->err, "sg_conv_weights: kind %d has no weights input", kind);
         return -1000;
     }
-    entry *e = lookup(ctx, kind, nthr, n, c, h, w, o, k, pad, kind == SG_FWD, &rc);
+    entry *e = lookup(ctx, kind, nthr, n, c, h, w, o, k, pad, kind == SG_FWD, kind == SG_FWD && relu, &rc);
     if (!e) return rc;
     shared_w_valid = 0;
     port *p = &e->p[1];
@@ -334,10 +353,10 @@ int sg_conv_weights(sg_ctx *ctx, int kind, int nthr, int n, int c, int h, int w,
     return 0;
 }
 
-int sg_conv_fwd(sg_ctx *ctx, int nthr, int n, int c, int h, int w, int o, int k, int pad, const float *x,
+int sg_conv_fwd(sg_ctx *ctx, int nthr, int n, int c, int h, int w, int o, int k, int pad, int relu, const float *x,
                 const float *wt, const float *b, float *y) {
     int rc;
-    entry *e = lookup(ctx, SG_FWD, nthr, n, c, h, w, o, k, pad, b != NULL, &rc);
+    entry *e = lookup(ctx, SG_FWD, nthr, n, c, h, w, o, k, pad, b != NULL, relu != 0, &rc);
     if (!e) return rc;
     return run(ctx, e, x, wt, y, (void *)b);
 }
@@ -345,7 +364,7 @@ int sg_conv_fwd(sg_ctx *ctx, int nthr, int n, int c, int h, int w, int o, int k,
 int sg_conv_bwd_data(sg_ctx *ctx, int nthr, int n, int c, int h, int w, int o, int k, int pad, const float *wt,
                      const float *dy, float *dx) {
     int rc;
-    entry *e = lookup(ctx, SG_BWD_DATA, nthr, n, c, h, w, o, k, pad, 0, &rc);
+    entry *e = lookup(ctx, SG_BWD_DATA, nthr, n, c, h, w, o, k, pad, 0, 0, &rc);
     if (!e) return rc;
     return run(ctx, e, dy, wt, dx, NULL);
 }
@@ -353,14 +372,14 @@ int sg_conv_bwd_data(sg_ctx *ctx, int nthr, int n, int c, int h, int w, int o, i
 int sg_conv_bwd_weights(sg_ctx *ctx, int nthr, int n, int c, int h, int w, int o, int k, int pad, const float *x,
                         const float *dy, float *dw, float *db) {
     int rc;
-    entry *e = lookup(ctx, SG_BWD_WEIGHTS, nthr, n, c, h, w, o, k, pad, db != NULL, &rc);
+    entry *e = lookup(ctx, SG_BWD_WEIGHTS, nthr, n, c, h, w, o, k, pad, db != NULL, 0, &rc);
     if (!e) return rc;
     return run(ctx, e, x, dy, dw, db);
 }
 
 const char *sg_conv_impl(sg_ctx *ctx, int kind, int nthr, int n, int c, int h, int w, int o, int k, int pad) {
     int rc;
-    entry *e = lookup(ctx, kind, nthr, n, c, h, w, o, k, pad, kind != SG_BWD_DATA, &rc);
+    entry *e = lookup(ctx, kind, nthr, n, c, h, w, o, k, pad, kind != SG_BWD_DATA, 0, &rc);
     if (!e) return ctx->err;
     const char *s = NULL;
     dnnl_primitive_desc_query(e->pd, dnnl_query_impl_info_str, 0, &s);

@@ -231,7 +231,7 @@ func uniform(bounds []int) bool {
 
 // withWeights runs a forward or backward-data convolution: the weights are
 // reordered once into oneDNN's layout, then the slices run.
-func withWeights(op string, kind C.int, g convGeom, w []float32, slice func(ctx *C.sg_ctx, nthr C.int, lo, hi int) C.int) error {
+func withWeights(op string, kind C.int, g convGeom, relu bool, w []float32, slice func(ctx *C.sg_ctx, nthr C.int, lo, hi int) C.int) error {
 	if err := dnnl.init(); err != nil {
 		return err
 	}
@@ -246,7 +246,7 @@ func withWeights(op string, kind C.int, g convGeom, w []float32, slice func(ctx 
 		sub := b[1] - b[0]
 		c := cgeom(g, sub)
 		if err := dnnl.first(func(ctx *C.sg_ctx) C.int {
-			return C.sg_conv_weights(ctx, kind, C.int(nthr), c.n, c.c, c.h, c.w, c.o, c.k, c.pad, fptr(w))
+			return C.sg_conv_weights(ctx, kind, C.int(nthr), c.n, c.c, c.h, c.w, c.o, c.k, c.pad, cbool(relu), fptr(w))
 		}); err != nil {
 			return fmt.Errorf("%s: %w", op, err)
 		}
@@ -259,18 +259,27 @@ func withWeights(op string, kind C.int, g convGeom, w []float32, slice func(ctx 
 	return nil
 }
 
-func dnnlConvForward(g convGeom, x, w, b, y []float32) error {
+func cbool(b bool) C.int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// dnnlConvForward writes conv(x, w) + b into y, and applies ReLU to it when
+// relu is set.
+func dnnlConvForward(g convGeom, x, w, b, y []float32, relu bool) error {
 	in, out := g.c*g.h*g.w, g.o*g.oh()*g.ow()
-	return withWeights("conv forward", C.SG_FWD, g, w, func(ctx *C.sg_ctx, nthr C.int, lo, hi int) C.int {
+	return withWeights("conv forward", C.SG_FWD, g, relu, w, func(ctx *C.sg_ctx, nthr C.int, lo, hi int) C.int {
 		c := cgeom(g, hi-lo)
-		return C.sg_conv_fwd(ctx, nthr, c.n, c.c, c.h, c.w, c.o, c.k, c.pad,
+		return C.sg_conv_fwd(ctx, nthr, c.n, c.c, c.h, c.w, c.o, c.k, c.pad, cbool(relu),
 			fptr(x[lo*in:hi*in]), fptr(w), fptr(b), fptr(y[lo*out:hi*out]))
 	})
 }
 
 func dnnlConvDataGrad(g convGeom, w, dy, dx []float32) error {
 	in, out := g.c*g.h*g.w, g.o*g.oh()*g.ow()
-	return withWeights("conv backward data", C.SG_BWD_DATA, g, w, func(ctx *C.sg_ctx, nthr C.int, lo, hi int) C.int {
+	return withWeights("conv backward data", C.SG_BWD_DATA, g, false, w, func(ctx *C.sg_ctx, nthr C.int, lo, hi int) C.int {
 		c := cgeom(g, hi-lo)
 		return C.sg_conv_bwd_data(ctx, nthr, c.n, c.c, c.h, c.w, c.o, c.k, c.pad,
 			fptr(w), fptr(dy[lo*out:hi*out]), fptr(dx[lo*in:hi*in]))
@@ -360,6 +369,9 @@ func convImpl(kind int, g convGeom) string {
 	})
 	return s
 }
+
+// DNNLVersion is the version of the oneDNN library loaded.
+func DNNLVersion() string { return C.GoString(C.sg_dnnl_version()) }
 
 // DNNLScratchBytes is the memory the oneDNN layer holds in scratch buffers.
 func DNNLScratchBytes() int64 {

@@ -34,11 +34,12 @@ enum { SG_FWD = 0, SG_BWD_DATA = 1, SG_BWD_WEIGHTS = 2 };
  * layout the primitive wants once per op call, by sg_conv_weights, into a
  * buffer shared by every context (calls are serialised by the caller); the
  * convolution calls that follow read them from there. */
-int sg_conv_weights(sg_ctx *ctx, int kind, int nthr, int n, int c, int h, int w, int o, int k, int pad,
+int sg_conv_weights(sg_ctx *ctx, int kind, int nthr, int n, int c, int h, int w, int o, int k, int pad, int relu,
                     const float *wt);
 
-/* y[n,o,oh,ow] = b[o] + sum w[o,c,ky,kx] * x[n,c,oh+ky-pad,ow+kx-pad]. */
-int sg_conv_fwd(sg_ctx *ctx, int nthr, int n, int c, int h, int w, int o, int k, int pad, const float *x,
+/* y[n,o,oh,ow] = b[o] + sum w[o,c,ky,kx] * x[n,c,oh+ky-pad,ow+kx-pad], then
+ * max(y, 0) when relu is not 0. */
+int sg_conv_fwd(sg_ctx *ctx, int nthr, int n, int c, int h, int w, int o, int k, int pad, int relu, const float *x,
                 const float *wt, const float *b, float *y);
 /* dx = conv^T(w, dy) (overwrites dx). */
 int sg_conv_bwd_data(sg_ctx *ctx, int nthr, int n, int c, int h, int w, int o, int k, int pad,
@@ -55,6 +56,9 @@ const char *sg_conv_impl(sg_ctx *ctx, int kind, int nthr, int n, int c, int h, i
  * number of primitives ctx has cached. */
 long sg_scratch_bytes(sg_ctx *ctx);
 int sg_cached(sg_ctx *ctx);
+
+/* The oneDNN version loaded ("2.6.3"). */
+const char *sg_dnnl_version(void);
 
 /* omp_get_max_threads() on the calling thread. */
 int sg_omp_max_threads(void);

@@ -84,7 +84,7 @@ func TestDNNLConvMatchesGoKernels(t *testing.T) {
 			y64 := make([]float64, outN)
 			convForward(g, x, w, b, y64)
 			y32 := make([]float32, outN)
-			require.NoError(t, dnnlConvForward(g, to32(x), to32(w), to32(b), y32))
+			require.NoError(t, dnnlConvForward(g, to32(x), to32(w), to32(b), y32, false))
 			relClose(t, "forward", y64, y32, 1e-4)
 
 			dx64 := make([]float64, inN)

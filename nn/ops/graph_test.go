@@ -109,6 +109,12 @@ func TestFloat32GraphMatchesFloat64(t *testing.T) {
 		require.False(t, p.broken, "the ops ran out of the planned order")
 		require.Less(t, len(p.bufs), 10, "buffers shared between gradients")
 		require.Zero(t, planMisses.Load())
+		// ReLUs fused into the convolution and the batch norm before them
+		for _, n := range []*G.Node{top, skip} {
+			r := n.Op().(planner).base()
+			require.True(t, r.np.inPlace, "ReLU in place")
+		}
+		require.True(t, bn.Op().(planner).base().np.fuseReLU, "batch norm applies the ReLU")
 		return out
 	}
 	want, got := run(tensor.Float64), run(tensor.Float32)

@@ -43,6 +43,8 @@ type opBase struct {
 	// buffer as a tensor and pbuf the buffer it was made from (see plan.go).
 	node    *G.Node
 	grad    bool // a backward op (see applyGrad)
+	active  bool // the plan is in force for this call
+	fusedIn bool // the op before did this op's work (see fusions)
 	plan    *memPlan
 	np      *nodePlan
 	ptensor *tensor.Dense

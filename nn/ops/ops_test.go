@@ -211,7 +211,7 @@ func TestBatchNormStatistics(t *testing.T) {
 		RunningVar: tensor.New(tensor.WithShape(2), tensor.WithBacking([]float64{1, 1})), Momentum: 0.1, Eps: 1e-5}
 	op := &bnOp{opBase: newBase("bn"), shape: tensor.Shape{5, 2, 3, 3}, st: st, training: true, mean: make([]float64, 2), invStd: make([]float64, 2)}
 	y := make([]float64, len(xd))
-	bnForward(op, xd, []float64{1, 1}, []float64{0, 0}, y)
+	bnForward(op, xd, []float64{1, 1}, []float64{0, 0}, y, false)
 	for ch := 0; ch < 2; ch++ {
 		var vals []float64
 		for n := 0; n < 5; n++ {

@@ -73,6 +73,7 @@ type memPlan struct {
 	nnodes int
 	broken bool
 	next   int // the rank expected to run next
+	nranks int
 	bufs   [][]float64
 }
 
@@ -81,6 +82,14 @@ type nodePlan struct {
 	rank    int  // position among this package's ops in execution order
 	inPlace bool // Gorgonia will overwrite the input the op names
 	buf     int  // shared buffer index, -1: none (the op keeps its own)
+	// Fusions (see fuse): the op applies the ReLU that follows it (relu is
+	// that ReLU's op), or a convolution applies the inference-mode batch
+	// norm that follows it (foldBN, with its scale and shift nodes), whose
+	// op then passes its input on.
+	fuseReLU    bool
+	relu        *opBase
+	foldBN      *bnOp
+	gamma, beta *G.Node
 }
 
 var plans sync.Mutex // guards making plans
@@ -193,6 +202,7 @@ func makePlan(g *G.ExprGraph) {
 			plansByNode[n] = np
 		}
 	}
+	fusions(g, order, plansByNode)
 	// Aliasing, from the last node back so that chains of in-place ops
 	// carry the lifetime all the way.
 	for i := len(order) - 1; i >= 0; i-- {
@@ -291,9 +301,38 @@ func makePlan(g *G.ExprGraph) {
 	for i, s := range sizes {
 		p.bufs[i] = make([]float64, (s+7)/8)
 	}
+	p.nranks = rank
 	for n, np := range plansByNode {
 		b := n.Op().(planner).base()
 		b.plan, b.np = p, np
+	}
+}
+
+// fusions finds a ReLU that overwrites the only output of a convolution or
+// batch norm: the producer applies the ReLU on its way out (oneDNN as it
+// writes the convolution's output, batch norm in its normalising pass), and
+// the ReLU has nothing left to do. Both ways give the same bits, so a fused
+// call and an unfused one agree exactly.
+//
+// The producer tells the ReLU per call whether it did the work
+// (opBase.fusedIn), and the ReLU passes its input on only then: if anything
+// runs unplanned, the work is done twice rather than not at all.
+func fusions(g *G.ExprGraph, order []*G.Node, plans map[*G.Node]*nodePlan) {
+	for _, n := range order {
+		switch n.Op().(type) {
+		case *convOp, *bnOp:
+		default:
+			continue
+		}
+		np := plans[n]
+		it := g.To(n.ID())
+		if np == nil || it.Len() != 1 || !it.Next() {
+			continue
+		}
+		c := it.Node().(*G.Node)
+		if r, ok := c.Op().(*reluOp); ok && plans[c] != nil && plans[c].inPlace {
+			np.fuseReLU, np.relu = true, r.base()
+		}
 	}
 }
 
@@ -315,12 +354,26 @@ func (p *memPlan) visit(np *nodePlan) bool {
 	return true
 }
 
+// fuse reports whether the op applies the ReLU that follows it in this
+// call (the plan is in force and names the fusion). Valid after output.
+func (b *opBase) fuse() bool {
+	return b.active && b.np != nil && b.np.fuseReLU
+}
+
+// passOn tells the ReLU after this op whether this call applied it.
+func (b *opBase) passOn(fused bool) {
+	if b.np != nil && b.np.relu != nil {
+		b.np.relu.fusedIn = fused
+	}
+}
+
 // output returns the tensor an op writes its result into: input k itself
 // when Gorgonia overwrites it (k >= 0; see inPlace), a shared buffer when
 // the plan gives the node one, otherwise the op's own buffer (outBuf).
 func (b *opBase) output(prealloc G.Value, in []G.Value, k int, dt tensor.Dtype, shape tensor.Shape) *tensor.Dense {
 	p := b.thePlan()
-	if p == nil || b.np == nil || b.np.rank < 0 || !p.visit(b.np) {
+	b.active = p != nil && b.np != nil && b.np.rank >= 0 && p.visit(b.np)
+	if !b.active {
 		if k >= 0 {
 			if y := inPlace(prealloc, in, k); y != nil {
 				return y

@@ -33,6 +33,13 @@ func (op *reluOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, error
 		return nil, err
 	}
 	y := op.output(prealloc, in, 0, x.Dtype(), op.shape)
+	if op.fusedIn { // the op before applied this ReLU (see fusions)
+		op.fusedIn = false
+		if y != x {
+			copy(y.Header.Raw, x.Header.Raw)
+		}
+		return y, nil
+	}
 	err = dispatch(op.name, x,
 		func() { relu(data[float32](x), data[float32](y)) },
 		func() { relu(data[float64](x), data[float64](y)) })

@@ -164,14 +164,14 @@ type frameSink interface {
 // openPredictIO works out what the input and output are.
 func openPredictIO(input, out, codec string) (frameSource, frameSink, error) {
 	st, statErr := os.Stat(input)
+	if statErr == nil && absPath(input) == absPath(out) {
+		return nil, nil, fmt.Errorf("--out %s is the input; give another name so the input is not overwritten", out)
+	}
 	switch {
 	case statErr == nil && st.IsDir():
 		paths, err := datasets.ImageFiles(input)
 		if err != nil {
 			return nil, nil, err
-		}
-		if a, b := absPath(input), absPath(out); a == b {
-			return nil, nil, fmt.Errorf("--out %s is the input folder; give another folder so the images are not overwritten", out)
 		}
 		if st, err := os.Stat(out); err == nil && !st.IsDir() {
 			return nil, nil, fmt.Errorf("--out %s is a file; the overlays of a folder go into a folder", out)

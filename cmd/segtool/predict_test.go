@@ -183,7 +183,7 @@ func TestPredictFolder(t *testing.T) {
 	}
 	// the input folder is never the output
 	code, _, errOut = segtool(t, "predict", "--model", predictFix.model, "--input", in, "--out", in, "-q")
-	requireOneLineError(t, code, errOut, "input folder")
+	requireOneLineError(t, code, errOut, "is the input")
 }
 
 func dirEntries(t *testing.T, dir string) []string {
@@ -364,6 +364,7 @@ func TestPredictBadInput(t *testing.T) {
 		{"bad codec", []string{"--input", predictFix.video, "--out", filepath.Join(dir, "o.avi"), "--codec", "NOPE1"}, []string{"FourCC"}},
 		{"bad alpha", []string{"--input", predictFix.video, "--out", filepath.Join(dir, "o.avi"), "--alpha", "2"}, []string{"--alpha"}},
 		{"bad smooth", []string{"--input", predictFix.video, "--out", filepath.Join(dir, "o.avi"), "--smooth", "1"}, []string{"--smooth"}},
+		{"output is the input", []string{"--input", predictFix.video, "--out", predictFix.video}, []string{"is the input"}},
 		{"missing model", []string{"--model", filepath.Join(dir, "none.safetensors"), "--input", predictFix.video, "--out", filepath.Join(dir, "o.avi")}, []string{"none.safetensors"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

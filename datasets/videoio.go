@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -200,6 +201,9 @@ type VideoReader struct {
 	bad   int    // damaged frames found, to hand out before stash
 	stash *Frame // the good frame read after a damaged stretch
 	done  bool
+	// lastSlot is the frame slot of the last good frame by its timestamp
+	// (-1: none yet), for Shortfall.
+	lastSlot int
 }
 
 // cameraIndex reports whether spec is a camera index ("0", "1", ...).
@@ -258,7 +262,7 @@ func OpenVideo(spec string) (*VideoReader, error) {
 		}
 		return nil, fmt.Errorf("video %s: OpenCV cannot open it as a video (not a video, damaged, or a codec its FFmpeg lacks); check the file plays, or convert it to .mp4 or .avi", spec)
 	}
-	r := &VideoReader{name: spec, vc: vc, mat: gocv.NewMat()}
+	r := &VideoReader{name: spec, vc: vc, mat: gocv.NewMat(), lastSlot: -1}
 	r.info = VideoInfo{
 		Width:  int(vc.Get(gocv.VideoCaptureFrameWidth)),
 		Height: int(vc.Get(gocv.VideoCaptureFrameHeight)),
@@ -329,6 +333,16 @@ func (r *VideoReader) read(limit int) (Frame, error) {
 			}
 			if err == nil {
 				r.bad += fails
+				if !r.info.Camera && r.info.FPS > 0 {
+					// Frames flushed from the decoder at the end (after
+					// B-frames) come without a timestamp (0): they take the
+					// next slot.
+					slot := r.lastSlot + 1
+					if ms := r.vc.Get(gocv.VideoCapturePosMsec); ms > 0 || r.lastSlot < 0 {
+						slot = int(math.Round(ms * r.info.FPS / 1000))
+					}
+					r.lastSlot = max(r.lastSlot, slot)
+				}
 				return f, nil
 			}
 		}
@@ -379,6 +393,23 @@ func (r *VideoReader) Next() (Frame, error) {
 	}
 	r.next++
 	return f, nil
+}
+
+// Shortfall, after Next has returned io.EOF, is how many frames the file's
+// header lists beyond the timestamp of the last frame read: 0 for a file
+// read to its end. More means frames are missing from the stream as OpenCV
+// gives it: the file is truncated, or damage broke the container and FFmpeg
+// skipped to the next frame it could find without saying so (those frames
+// cannot be put back in their place; frames whose data alone is damaged
+// are reported by Next instead). Timestamps, not the count of frames read,
+// are compared, so containers with empty "drop" slots (tree.avi lists 444
+// frames and stores 68) are not short. It is 0 for cameras and files
+// without a frame count or rate.
+func (r *VideoReader) Shortfall() int {
+	if r.info.Camera || r.info.Frames <= 0 || r.lastSlot < 0 {
+		return 0
+	}
+	return max(0, r.info.Frames-(r.lastSlot+1))
 }
 
 // Close releases the capture.

@@ -88,6 +88,92 @@ func TestVideoReader(t *testing.T) {
 	}
 }
 
+// shortfall reads a video to its end and returns the frames read and the
+// reader's Shortfall.
+func shortfall(t *testing.T, path string) (frames, short int) {
+	t.Helper()
+	r, err := OpenVideo(path)
+	require.NoError(t, err)
+	defer r.Close()
+	for {
+		if _, err := r.Next(); errors.Is(err, io.EOF) {
+			break
+		}
+		frames++
+	}
+	return frames, r.Shortfall()
+}
+
+func TestVideoShortfall(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "v.avi")
+	require.NoError(t, GenerateShapesVideo(path, 30, 64, 48, 10, 2))
+	n, short := shortfall(t, path)
+	assert.Equal(t, [2]int{30, 0}, [2]int{n, short}, "an intact file")
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+
+	// garbage over whole chunks, headers included: FFmpeg resynchronises at
+	// the next frame and the stream is simply shorter
+	junk := filepath.Join(dir, "junk.avi")
+	var starts []int
+	for i := 0; i+10 < len(b); i++ {
+		if string(b[i:i+4]) == "00dc" && b[i+8] == 0xFF && b[i+9] == 0xD8 {
+			starts = append(starts, i)
+		}
+	}
+	require.Len(t, starts, 30)
+	c := append([]byte(nil), b...)
+	r := rand.New(rand.NewPCG(1, 1))
+	for i := starts[10]; i < starts[14]; i++ {
+		c[i] = uint8(r.IntN(256))
+	}
+	require.NoError(t, os.WriteFile(junk, c, 0o644))
+	n, short = shortfall(t, junk)
+	assert.Equal(t, 30, n+short, "read %d, short %d", n, short)
+	assert.Positive(t, short)
+
+	cut := filepath.Join(dir, "cut.avi")
+	require.NoError(t, os.WriteFile(cut, b[:starts[20]], 0o644))
+	n, short = shortfall(t, cut)
+	assert.Equal(t, [2]int{20, 10}, [2]int{n, short}, "a truncated file")
+
+	// damaged frame data is reported by Next, not short
+	damageFrames(t, path, 5, 8)
+	n, short = shortfall(t, path)
+	assert.Equal(t, [2]int{30, 0}, [2]int{n, short})
+}
+
+// TestRealVideos reads the real videos of ../shared/data/videos (not part of
+// the project; skipped where absent): frame counts, sizes and rates as the
+// data README lists them, and no shortfall for tree.avi's empty slots.
+func TestRealVideos(t *testing.T) {
+	dir := needReal(t, "videos")
+	for _, tc := range []struct {
+		name         string
+		frames, w, h int
+		fps          float64
+	}{
+		{"tree.avi", 68, 320, 240, 15},
+		{"vtest.avi", 795, 768, 576, 10},
+		{"Megamind.avi", 270, 720, 528, 23.976},
+	} {
+		p := filepath.Join(dir, tc.name)
+		r, err := OpenVideo(p)
+		require.NoError(t, err, p)
+		info := r.Info()
+		r.Close()
+		assert.Equal(t, [2]int{tc.w, tc.h}, [2]int{info.Width, info.Height}, tc.name)
+		assert.InDelta(t, tc.fps, info.FPS, 0.01, tc.name)
+		if testing.Short() && tc.frames > 100 {
+			continue
+		}
+		n, short := shortfall(t, p)
+		assert.Equal(t, tc.frames, n, tc.name)
+		assert.Zero(t, short, tc.name)
+	}
+}
+
 func TestOpenVideoErrors(t *testing.T) {
 	dir := t.TempDir()
 	text := filepath.Join(dir, "text.mp4")

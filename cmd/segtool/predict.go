@@ -123,6 +123,10 @@ func runPredict(c *cli.Context) error {
 		sink.abort()
 		return err
 	}
+	if n := src.shortfall(); n > 0 && !stats.interrupted {
+		fmt.Fprintf(c.App.ErrWriter, "segtool: warning: %s lists %d frames but its stream ended %d short (a truncated file, or damage FFmpeg skipped without saying where); the output has the frames it had\n",
+			input, src.total(), n)
+	}
 	if err := sink.finish(); err != nil {
 		return err
 	}
@@ -142,6 +146,9 @@ type frameSource interface {
 	next() (datasets.Frame, string, error)
 	// total is the expected frame count (-1: unknown).
 	total() int
+	// shortfall, at the end, is how many frames the input lists but its
+	// stream did not have (see datasets.VideoReader.Shortfall).
+	shortfall() int
 	camera() bool
 	Close() error
 }
@@ -249,9 +256,10 @@ func (s *imageSource) next() (datasets.Frame, string, error) {
 	}
 	return f, filepath.Base(p), err
 }
-func (s *imageSource) total() int   { return len(s.paths) }
-func (s *imageSource) camera() bool { return false }
-func (s *imageSource) Close() error { return nil }
+func (s *imageSource) total() int     { return len(s.paths) }
+func (s *imageSource) camera() bool   { return false }
+func (s *imageSource) shortfall() int { return 0 }
+func (s *imageSource) Close() error   { return nil }
 
 // fatalError is a source error that stops the run instead of skipping.
 type fatalError struct{ error }
@@ -300,8 +308,9 @@ func (s *videoSource) total() int {
 	}
 	return -1
 }
-func (s *videoSource) camera() bool { return s.r.Info().Camera }
-func (s *videoSource) Close() error { return s.r.Close() }
+func (s *videoSource) camera() bool   { return s.r.Info().Camera }
+func (s *videoSource) shortfall() int { return s.r.Shortfall() }
+func (s *videoSource) Close() error   { return s.r.Close() }
 
 type videoSink struct {
 	w    *datasets.VideoWriter

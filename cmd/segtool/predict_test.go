@@ -339,6 +339,9 @@ func TestPredictTruncatedVideo(t *testing.T) {
 	assert.Greater(t, len(frames), 10)
 	assert.Less(t, len(frames), 40)
 	assert.Contains(t, stdout, fmt.Sprintf("%d frames", len(frames)))
+	lines := strings.Split(strings.TrimSpace(errOut), "\n")
+	require.Len(t, lines, 1, errOut)
+	assert.Contains(t, lines[0], fmt.Sprintf("lists 40 frames but its stream ended %d short", 40-len(frames)))
 }
 
 func TestPredictBadInput(t *testing.T) {

@@ -46,7 +46,7 @@ demo: build
 	$(BIN) train --config configs/seg-shapes.yaml --data $(DEMO)/shapes --val $(DEMO)/shapes-val --out $(DEMO)/seg-run --force \
 		--init-encoder $(DEMO)/ae-run/best.safetensors
 	$(BIN) eval --model $(DEMO)/seg-run/best.safetensors --data $(DEMO)/shapes-val --confusion $(DEMO)/confusion.png
-	$(BIN) predict --model $(DEMO)/seg-run/best.safetensors --input $(DEMO)/shapes/shapes.avi --out $(DEMO)/shapes-overlay.mp4 --legend
+	$(BIN) predict --model $(DEMO)/seg-run/best.safetensors --input $(DEMO)/shapes/shapes.avi --out $(DEMO)/shapes-overlay.mp4 --legend --tile
 	@echo; echo "Look at: $(DEMO)/reconstructions.png (inputs above their auto-encoder reconstructions)"
 	@echo "         $(DEMO)/seg-run/predictions.png (image, true mask, predicted mask) and $(DEMO)/confusion.png"
 	@echo "         $(DEMO)/shapes-overlay.mp4 (the moving-shapes video with the predicted masks painted over it)"

@@ -9,7 +9,6 @@
 package vae
 
 import (
-	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -285,42 +284,30 @@ func (m *Model) init() {
 
 // Load reads a VAE model file.
 func Load(path string) (*Model, error) {
-	f, err := nn.ReadModel(path, Kind)
+	var cfg Config
+	f, err := nn.ReadModelConfig(path, Kind, &cfg)
 	if err != nil {
 		return nil, err
-	}
-	var cfg Config
-	if err := json.Unmarshal([]byte(f.Metadata[nn.MetaConfig]), &cfg); err != nil {
-		return nil, fmt.Errorf("%s: bad model config: %w", path, err)
 	}
 	m, err := New(cfg, 0)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	if _, err := m.Store.Load(f, "", true); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+	if err := nn.LoadWeights(path, f, m.Store); err != nil {
+		return nil, err
 	}
 	m.Info = f.Metadata
 	return m, nil
 }
 
-// Metadata is what model files of this model carry: Info, then the kind,
-// the config and the input description (which Info cannot override).
+// Metadata is what model files of this model carry: Info, the input
+// description, the kind and the config.
 func (m *Model) Metadata() (map[string]string, error) {
-	cfg, err := json.Marshal(m.Config)
-	if err != nil {
-		return nil, err
-	}
-	meta := map[string]string{}
-	for k, v := range m.Info {
-		meta[k] = v
-	}
-	meta[nn.MetaKind] = Kind
-	meta[nn.MetaConfig] = string(cfg)
-	meta["segtool.input"] = fmt.Sprintf("%dx%dx%d", m.Config.InChannels, m.Config.Height, m.Config.Width)
-	meta["segtool.normalize"] = "x/255 (values in [0,1])"
-	meta["segtool.latent"] = strconv.Itoa(m.Config.Latent)
-	return meta, nil
+	return nn.ModelMetadata(Kind, m.Config, m.Info, map[string]string{
+		"segtool.input":     fmt.Sprintf("%dx%dx%d", m.Config.InChannels, m.Config.Height, m.Config.Width),
+		"segtool.normalize": "x/255 (values in [0,1])",
+		"segtool.latent":    strconv.Itoa(m.Config.Latent),
+	})
 }
 
 // Save writes the model file atomically.

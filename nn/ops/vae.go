@@ -109,7 +109,7 @@ func (op *klGradOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, err
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op.name, err)
 	}
-	dx := out(prealloc, mu.Dtype(), tensor.Shape{op.n, op.d}, in...)
+	dx := op.outBuf(prealloc, mu.Dtype(), tensor.Shape{op.n, op.d}, in...)
 	scale := g / float64(op.n)
 	err = dispatch(op.name, mu,
 		func() { klGrad(op.wrtLogvar, scale, data[float32](mu), data[float32](lv), data[float32](dx)) },
@@ -155,7 +155,7 @@ func (op *reparamOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, er
 	if err != nil {
 		return nil, err
 	}
-	z := out(prealloc, ts[0].Dtype(), op.shape, in...)
+	z := op.outBuf(prealloc, ts[0].Dtype(), op.shape, in...)
 	err = dispatch(op.name, z,
 		func() { reparam(data[float32](ts[0]), data[float32](ts[1]), data[float32](ts[2]), data[float32](z)) },
 		func() { reparam(data[float64](ts[0]), data[float64](ts[1]), data[float64](ts[2]), data[float64](z)) })
@@ -195,7 +195,7 @@ func (op *reparamGradOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value
 	if err != nil {
 		return nil, err
 	}
-	dlv := out(prealloc, ts[0].Dtype(), op.shape, in...)
+	dlv := op.outBuf(prealloc, ts[0].Dtype(), op.shape, in...)
 	err = dispatch(op.name, dlv,
 		func() {
 			reparamGrad(data[float32](ts[0]), data[float32](ts[1]), data[float32](ts[2]), data[float32](dlv))
@@ -307,7 +307,7 @@ func (op *sumLossGradOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value
 		return nil, fmt.Errorf("%s: %w", op.name, err)
 	}
 	g *= op.perExample
-	dp := out(prealloc, p.Dtype(), op.shape, in...)
+	dp := op.outBuf(prealloc, p.Dtype(), op.shape, in...)
 	err = dispatch(op.name, p,
 		func() { pointwiseLossGrad(op.kind, g, data[float32](p), data[float32](t), data[float32](dp)) },
 		func() { pointwiseLossGrad(op.kind, g, data[float64](p), data[float64](t), data[float64](dp)) })

@@ -178,9 +178,13 @@ func bnForward[T Float](op *bnOp, x, gamma, beta, y []T, withReLU bool) {
 	n, c, hw := op.shape[0], op.shape[1], op.shape[2]*op.shape[3]
 	rm, rv := data[T](op.st.RunningMean), data[T](op.st.RunningVar)
 	m := float64(n * hw)
+	x32, f32 := any(x).([]float32)
+	y32, _ := any(y).([]float32)
 	parallel(c, func(_, ch int) {
 		mean, variance := float64(rm[ch]), float64(rv[ch])
-		if op.training {
+		if op.training && f32 {
+			mean, variance = bnStats32(x32, n, c, hw, ch)
+		} else if op.training {
 			var s float64
 			for i := 0; i < n; i++ {
 				s += sum4(x[(i*c+ch)*hw : (i*c+ch+1)*hw])
@@ -191,6 +195,8 @@ func bnForward[T Float](op *bnOp, x, gamma, beta, y []T, withReLU bool) {
 				ss += sqdev4(x[(i*c+ch)*hw:(i*c+ch+1)*hw], mean)
 			}
 			variance = ss / m
+		}
+		if op.training {
 			mom := op.st.Momentum
 			rm[ch] = T((1-mom)*float64(rm[ch]) + mom*mean)
 			rv[ch] = T((1-mom)*float64(rv[ch]) + mom*variance*m/(m-1))
@@ -198,6 +204,10 @@ func bnForward[T Float](op *bnOp, x, gamma, beta, y []T, withReLU bool) {
 		inv := 1 / math.Sqrt(variance+op.st.Eps)
 		op.mean[ch], op.invStd[ch] = mean, inv
 		scale := float64(gamma[ch]) * inv
+		if f32 {
+			bnAffine32(x32, y32, n, c, hw, ch, float32(mean), float32(scale), float32(beta[ch]), withReLU)
+			return
+		}
 		for i := 0; i < n; i++ {
 			src, dst := x[(i*c+ch)*hw:(i*c+ch+1)*hw], y[(i*c+ch)*hw:(i*c+ch+1)*hw]
 			if withReLU {
@@ -281,14 +291,21 @@ func (op *bnGradOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, err
 func bnBackward[T Float](f *bnOp, x, gamma, dy, dx []T) {
 	n, c, hw := f.shape[0], f.shape[1], f.shape[2]*f.shape[3]
 	m := float64(n * hw)
+	x32, f32 := any(x).([]float32)
+	dy32, _ := any(dy).([]float32)
+	dx32, _ := any(dx).([]float32)
 	parallel(c, func(_, ch int) {
 		mean, inv := f.mean[ch], f.invStd[ch]
 		var sdy, sdyx float64
-		for i := 0; i < n; i++ {
-			off := (i*c + ch) * hw
-			a, b := dydev4(dy[off:off+hw], x[off:off+hw], mean)
-			sdy += a
-			sdyx += b
+		if f32 {
+			sdy, sdyx = bnGradSums32(dy32, x32, n, c, hw, ch, mean)
+		} else {
+			for i := 0; i < n; i++ {
+				off := (i*c + ch) * hw
+				a, b := dydev4(dy[off:off+hw], x[off:off+hw], mean)
+				sdy += a
+				sdyx += b
+			}
 		}
 		sdyx *= inv // sum dy*xhat
 		f.dgamma[ch], f.dbeta[ch] = sdyx, sdy
@@ -302,6 +319,10 @@ func bnBackward[T Float](f *bnOp, x, gamma, dy, dx []T) {
 		}
 		// dx = k*dy - k*mean(dy) - k*mean(dy*xhat)*inv*(x-mean)
 		ta, tb, tc, tm := T(k), T(-k*(sdyx/m)*inv), T(-k*(sdy/m)), T(mean)
+		if f32 {
+			bnDx32(dy32, x32, dx32, n, c, hw, ch, float32(ta), float32(tb), float32(tc), float32(tm))
+			return
+		}
 		for i := 0; i < n; i++ {
 			off := (i*c + ch) * hw
 			xs, dys, dxs := x[off:off+hw], dy[off:off+hw], dx[off:off+hw]

@@ -50,6 +50,10 @@ func (op *reluOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, error
 // to branch-free code; a sign-bit mask through math.Float32bits is four
 // times slower in Go (measured).
 func relu[T Float](x, y []T) {
+	if x32, ok := any(x).([]float32); ok {
+		relu32(x32, any(y).([]float32))
+		return
+	}
 	parallelRange(len(x), elemGrain, func(lo, hi int) {
 		xs, ys := x[lo:hi], y[lo:hi]
 		ys = ys[:len(xs)]
@@ -104,6 +108,10 @@ func (op *reluGradOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, e
 // made this the slowest pass of a training step, so the comparison becomes a
 // 0/1 factor instead (8x faster, measured).
 func reluGrad[T Float](y, dy, dx []T) {
+	if y32, ok := any(y).([]float32); ok {
+		reluGrad32(y32, any(dy).([]float32), any(dx).([]float32))
+		return
+	}
 	parallelRange(len(y), elemGrain, func(lo, hi int) {
 		ys, dys, dxs := y[lo:hi], dy[lo:hi], dx[lo:hi]
 		dys, dxs = dys[:len(ys)], dxs[:len(ys)]

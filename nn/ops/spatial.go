@@ -44,6 +44,10 @@ func (op *poolOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, error
 }
 
 func maxPoolForward[T Float](s tensor.Shape, x, y []T) {
+	if x32, ok := any(x).([]float32); ok {
+		maxPool32(s, x32, any(y).([]float32))
+		return
+	}
 	h, w := s[2], s[3]
 	oh, ow := h/2, w/2
 	parallel(s[0]*s[1], func(_, p int) {
@@ -94,7 +98,7 @@ func (op *poolGradOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, e
 
 func maxPoolBackward[T Float](s tensor.Shape, x, dy, dx []T) {
 	if x32, ok := any(x).([]float32); ok {
-		maxPoolBackward32(s, x32, any(dy).([]float32), any(dx).([]float32))
+		maxPoolGrad32(s, x32, any(dy).([]float32), any(dx).([]float32))
 		return
 	}
 	h, w := s[2], s[3]
@@ -140,38 +144,6 @@ func b2u(c bool) uint32 {
 	return u
 }
 
-// maxPoolBackward32 is maxPoolBackward without branches: which of the four
-// is the first maximum becomes a 0/1 factor per position.
-func maxPoolBackward32(s tensor.Shape, x, dy, dx []float32) {
-	h, w := s[2], s[3]
-	oh, ow := h/2, w/2
-	parallel(s[0]*s[1], func(_, p int) {
-		xp, dyp, dxp := x[p*h*w:(p+1)*h*w], dy[p*oh*ow:(p+1)*oh*ow], dx[p*h*w:(p+1)*h*w]
-		for oy := 0; oy < oh; oy++ {
-			x0, x1 := xp[2*oy*w:(2*oy+1)*w], xp[(2*oy+1)*w:(2*oy+2)*w]
-			d0, d1 := dxp[2*oy*w:(2*oy+1)*w], dxp[(2*oy+1)*w:(2*oy+2)*w]
-			g := dyp[oy*ow : (oy+1)*ow]
-			for ox, v := range g {
-				i := 2 * ox
-				a, b, c, d := x0[i], x0[i+1], x1[i], x1[i+1]
-				m := max(max(a, b), max(c, d))
-				ma := b2u(a == m)
-				mb := b2u(b == m) &^ ma
-				mc := b2u(c == m) &^ (ma | mb)
-				md := 1 &^ (ma | mb | mc)
-				d0[i], d0[i+1] = v*float32(ma), v*float32(mb)
-				d1[i], d1[i+1] = v*float32(mc), v*float32(md)
-			}
-			if w%2 == 1 {
-				d0[w-1], d1[w-1] = 0, 0
-			}
-		}
-		if h%2 == 1 {
-			clear(dxp[(h-1)*w:])
-		}
-	})
-}
-
 // Upsample2 is nearest-neighbour x2 upsampling on NCHW.
 func Upsample2(x *G.Node) (*G.Node, error) {
 	s := x.Shape()
@@ -207,6 +179,10 @@ func (op *upsampleOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, e
 }
 
 func upsampleForward[T Float](s tensor.Shape, x, y []T) {
+	if x32, ok := any(x).([]float32); ok {
+		upsample32(s, x32, any(y).([]float32))
+		return
+	}
 	h, w := s[2], s[3]
 	parallel(s[0]*s[1], func(_, p int) {
 		xp, yp := x[p*h*w:], y[p*4*h*w:]
@@ -251,6 +227,10 @@ func (op *upsampleGradOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Valu
 }
 
 func upsampleBackward[T Float](s tensor.Shape, dy, dx []T) {
+	if dy32, ok := any(dy).([]float32); ok {
+		upsampleGrad32(s, dy32, any(dx).([]float32))
+		return
+	}
 	h, w := s[2], s[3]
 	parallel(s[0]*s[1], func(_, p int) {
 		dyp, dxp := dy[p*4*h*w:], dx[p*h*w:]

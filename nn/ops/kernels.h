@@ -1,0 +1,24 @@
+/* float32 kernels for the memory-bound ops (see kernels.c and kernels.go). */
+#ifndef SEGTOOL_KERNELS_H
+#define SEGTOOL_KERNELS_H
+
+void sg_relu(const float *x, float *y, long n);
+void sg_relu_grad(const float *y, const float *dy, float *dx, long n);
+
+/* One channel of n images, image i's plane of hw values at x + i*stride. */
+double sg_chan_sum(const float *x, int n, long stride, long hw);
+double sg_chan_sqdev(const float *x, int n, long stride, long hw, double mean);
+void sg_chan_affine(const float *x, float *y, int n, long stride, long hw, float mean, float scale, float shift,
+                    int relu);
+void sg_chan_dydev(const float *dy, const float *x, int n, long stride, long hw, double mean, double *sdy,
+                   double *sdyx);
+void sg_chan_bn_dx(const float *dy, const float *x, float *dx, int n, long stride, long hw, float a, float b,
+                   float c, float mean);
+
+/* planes consecutive h x w planes. */
+void sg_maxpool2(const float *x, float *y, long planes, int h, int w);
+void sg_maxpool2_grad(const float *x, const float *dy, float *dx, long planes, int h, int w);
+void sg_upsample2(const float *x, float *y, long planes, int h, int w);
+void sg_upsample2_grad(const float *dy, float *dx, long planes, int h, int w);
+
+#endif

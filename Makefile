@@ -69,6 +69,7 @@ bench: deps
 # Long acceptance runs (minutes): MNIST auto-encoder against PCA-16.
 accept: build
 	./scripts/accept-ae-mnist.sh
+	./scripts/accept-vae-mnist.sh
 	./scripts/accept-seg.sh
 
 clean:

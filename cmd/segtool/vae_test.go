@@ -201,6 +201,9 @@ func TestSample(t *testing.T) {
 		require.Equal(t, 0, code, errOut)
 		assert.Contains(t, out, "note:")
 		assert.Contains(t, out, "N(0, I)")
+		code, out, errOut = segtool(t, "sample", "--model", aeModel(), "--n", "4", "--fit-data", "none", "--out", filepath.Join(dir, "bare.png"))
+		require.Equal(t, 0, code, errOut)
+		assert.Contains(t, out, "note: --fit-data none")
 		// --fit-data gives it the Gaussian back
 		code, out, errOut = segtool(t, "sample", "--model", bare, "--n", "4", "--fit-data", fix.data, "--out", filepath.Join(dir, "bare.png"))
 		require.Equal(t, 0, code, errOut)
@@ -339,4 +342,15 @@ func TestVAEBadInput(t *testing.T) {
 	assert.NoFileExists(t, filepath.Join(tmp, "s.png"), "nothing is written by a command that fails")
 	assert.NoDirExists(t, filepath.Join(tmp, "dec"))
 	assert.NoDirExists(t, filepath.Join(tmp, "r"))
+}
+
+// A VAE's encoder.* tensors start a segmenter as an auto-encoder's do.
+func TestVAEEncoderStartsASegmenter(t *testing.T) {
+	setupVAE(t)
+	dir := t.TempDir()
+	cfg := writeSegConfig(t, dir, tinySegConfig)
+	code, out, errOut := segtool(t, "train", "--config", cfg, "--data", fix.data, "--out", filepath.Join(dir, "run"), "-q",
+		"--epochs", "1", "--init-encoder", vaeModel())
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, "encoder initialised from "+vaeModel())
 }

@@ -137,15 +137,19 @@ func priorFor(m *latentModel, fitData string, max int) (p *prior, note string, e
 	if spec == "" {
 		spec = m.info["segtool.train_data"]
 	}
-	if spec == "" || spec == "none" {
-		return standardPrior(m.code), "note: the model file does not say what it was trained on (pass --fit-data); drawing codes from N(0, I), which an auto-encoder was never trained to decode", nil
+	const unfit = "drawing codes from N(0, I), which an auto-encoder was never trained to decode"
+	switch {
+	case spec == "none":
+		return standardPrior(m.code), "note: --fit-data none: " + unfit, nil
+	case spec == "":
+		return standardPrior(m.code), "note: the model file does not say what it was trained on (pass --fit-data); " + unfit, nil
 	}
 	ds, err := openImages(spec, m.shape.c, m.shape.h, m.shape.w)
 	if err != nil {
 		if fitData != "" {
 			return nil, "", err
 		}
-		return standardPrior(m.code), fmt.Sprintf("note: cannot open the model's training data (%v); drawing codes from N(0, I), which an auto-encoder was never trained to decode", err), nil
+		return standardPrior(m.code), fmt.Sprintf("note: cannot open the model's training data (%v); %s", err, unfit), nil
 	}
 	n := min(ds.Len(), max)
 	if n < 2 {

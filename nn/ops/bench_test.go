@@ -39,11 +39,11 @@ func BenchmarkConv(b *testing.B) {
 					var err error
 					switch kind {
 					case "fwd":
-						err = dnnlConvForward(g, x, w, bias, y, false)
+						err = dnnlConvForward(g, x, w, bias, y, false, 0)
 					case "bwd_data":
-						err = dnnlConvDataGrad(g, w, y, dx)
+						err = dnnlConvDataGrad(g, w, y, dx, 0)
 					case "bwd_weights":
-						err = dnnlConvWeightGrad(g, x, y, dw, bias)
+						err = dnnlConvWeightGrad(g, x, y, dw, bias, 0)
 					}
 					if err != nil {
 						b.Fatal(err)

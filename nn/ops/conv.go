@@ -139,15 +139,24 @@ func (op *convOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, error
 	// oneDNN applies the ReLU that follows as it writes the output (see
 	// fusions).
 	fuse := x.Dtype() == tensor.Float32 && op.fuse()
+	// Input and output may be in oneDNN's blocked layout (see blocking).
+	blk, outBlk := 0, x.Dtype() == tensor.Float32 && op.blocked()
+	if op.blk[0] {
+		blk |= blkIn
+	}
+	if outBlk {
+		blk |= blkOut
+	}
 	err = dispatchE(op.name, x,
 		func() error {
-			return dnnlConvForward(op.g, data[float32](x), data[float32](w), data[float32](b), data[float32](y), fuse)
+			return dnnlConvForward(op.g, data[float32](x), data[float32](w), data[float32](b), data[float32](y), fuse, blk)
 		},
 		func() error {
 			convForward(op.g, data[float64](x), data[float64](w), data[float64](b), data[float64](y))
 			return nil
 		})
 	op.passOn(fuse && err == nil)
+	op.tellLayout(outBlk && err == nil)
 	return y, err
 }
 
@@ -228,9 +237,19 @@ func (op *convDataGradOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Valu
 	}
 	shape, _ := op.InferShape()
 	dx := op.output(prealloc, in, -1, w.Dtype(), shape)
+	blk, outBlk := 0, w.Dtype() == tensor.Float32 && op.blocked()
+	if op.blk[1] {
+		blk |= blkIn
+	}
+	if outBlk {
+		blk |= blkOut
+	}
 	err = dispatchE(op.name, w,
-		func() error { return dnnlConvDataGrad(op.g, data[float32](w), data[float32](dy), data[float32](dx)) },
+		func() error {
+			return dnnlConvDataGrad(op.g, data[float32](w), data[float32](dy), data[float32](dx), blk)
+		},
 		func() error { convDataGrad(op.g, data[float64](w), data[float64](dy), data[float64](dx)); return nil })
+	op.tellLayout(outBlk && err == nil)
 	return dx, err
 }
 
@@ -287,7 +306,14 @@ func (op *convWeightGradOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Va
 	}
 	err = dispatchE(op.name, x,
 		func() error {
-			return dnnlConvWeightGrad(op.g, data[float32](x), data[float32](dy), data[float32](dw), data[float32](op.db))
+			blk := 0
+			if op.blk[0] {
+				blk |= blkIn
+			}
+			if op.blk[1] {
+				blk |= blkDy
+			}
+			return dnnlConvWeightGrad(op.g, data[float32](x), data[float32](dy), data[float32](dw), data[float32](op.db), blk)
 		},
 		func() error {
 			convWeightGrad(op.g, data[float64](x), data[float64](dy), data[float64](dw))

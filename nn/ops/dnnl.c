@@ -71,6 +71,7 @@ typedef struct {
     dnnl_memory_desc_t user, comp;
     int reorder; // 0: the primitive reads/writes the user buffer directly
     int out;     // 1: comp -> user after the primitive
+    int blk;     // comp is nChw16c with no padding: a caller's buffer may hold it as is
     dnnl_primitive_t r;
     dnnl_memory_t mu, mc, rpad; // rpad: the reorder's scratchpad (or NULL)
     size_t rpad_size;
@@ -147,6 +148,12 @@ static int port_init(sg_ctx *ctx, port *p, const dnnl_memory_desc_t *user, const
     CHECK(dnnl_memory_create(&p->mu, &p->user, eng, DNNL_MEMORY_NONE));
     p->reorder = !dnnl_memory_desc_equal(&p->user, &p->comp);
     if (!p->reorder) return 0;
+    if (p->user.ndims == 4) {
+        dnnl_memory_desc_t b16;
+        dnnl_memory_desc_init_by_tag(&b16, 4, p->user.dims, dnnl_f32, dnnl_aBcd16b);
+        p->blk = p->user.dims[1] % 16 == 0 && dnnl_memory_desc_equal(&b16, &p->comp) &&
+                 dnnl_memory_desc_get_size(&p->comp) == dnnl_memory_desc_get_size(&p->user);
+    }
     CHECK(dnnl_memory_create(&p->mc, &p->comp, eng, DNNL_MEMORY_NONE));
     dnnl_primitive_desc_t rpd;
     if (out)
@@ -189,6 +196,17 @@ static int port_bind(sg_ctx *ctx, port *p, const void *user, buf *b, int noreord
     if (!s) return oom(ctx, size);
     CHECK(dnnl_memory_set_data_handle(p->mc, s));
     if (!p->out && !noreorder) return run_reorder(ctx, p);
+    return 0;
+}
+
+// Binds a caller's buffer that already holds the primitive's (blocked)
+// layout: no reorder either way.
+static int port_bind_blocked(sg_ctx *ctx, port *p, const void *user) {
+    if (!p->blk) {
+        snprintf(ctx->err, sizeof ctx->err, "oneDNN: a blocked buffer for a port whose layout is not nChw16c");
+        return -1000;
+    }
+    CHECK(dnnl_memory_set_data_handle(p->mc, (void *)user));
     return 0;
 }
 
@@ -290,12 +308,20 @@ static entry *lookup(sg_ctx *ctx, int kind, int nthr, int n, int c, int h, int w
 // run binds the ports, runs the primitive and reorders the output. For the
 // weights port of FWD and BWD_DATA (index 1), the blocked copy is the shared
 // one sg_conv_weights made.
-static int run(sg_ctx *ctx, entry *e, const void *a0, const void *a1, void *a2, void *bias) {
+static int run(sg_ctx *ctx, entry *e, const void *a0, const void *a1, void *a2, void *bias, int blocked) {
     int rc;
     omp_set_num_threads(e->nthr);
-    if ((rc = port_bind(ctx, &e->p[0], a0, &ctx->slot[SLOT_A], 0))) return rc;
+    if (blocked & 1)
+        rc = port_bind_blocked(ctx, &e->p[0], a0);
+    else
+        rc = port_bind(ctx, &e->p[0], a0, &ctx->slot[SLOT_A], 0);
+    if (rc) return rc;
     if (e->kind == SG_BWD_WEIGHTS) {
-        if ((rc = port_bind(ctx, &e->p[1], a1, &ctx->slot[SLOT_B], 0))) return rc;
+        if (blocked & 2)
+            rc = port_bind_blocked(ctx, &e->p[1], a1);
+        else
+            rc = port_bind(ctx, &e->p[1], a1, &ctx->slot[SLOT_B], 0);
+        if (rc) return rc;
     } else if (e->p[1].reorder) {
         if (!shared_w_valid || !dnnl_memory_desc_equal(&shared_w_md, &e->p[1].comp)) {
             snprintf(ctx->err, sizeof ctx->err, "oneDNN: the shared weights are not in this primitive's layout (sg_conv_weights not called first)");
@@ -305,7 +331,11 @@ static int run(sg_ctx *ctx, entry *e, const void *a0, const void *a1, void *a2, 
     } else if ((rc = port_bind(ctx, &e->p[1], a1, NULL, 1))) {
         return rc;
     }
-    if ((rc = port_bind(ctx, &e->p[2], a2, &ctx->slot[SLOT_C], 0))) return rc;
+    if (blocked & 4)
+        rc = port_bind_blocked(ctx, &e->p[2], a2);
+    else
+        rc = port_bind(ctx, &e->p[2], a2, &ctx->slot[SLOT_C], 0);
+    if (rc) return rc;
     dnnl_exec_arg_t args[6];
     int na = 0;
     static const int roles[3][3] = {
@@ -325,7 +355,7 @@ static int run(sg_ctx *ctx, entry *e, const void *a0, const void *a1, void *a2, 
         args[na++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, e->pad_mem};
     }
     CHECK(dnnl_primitive_execute(e->prim, ctx->strm, na, args));
-    if (e->p[2].reorder && (rc = run_reorder(ctx, &e->p[2]))) return rc;
+    if (e->p[2].reorder && !(blocked & 4) && (rc = run_reorder(ctx, &e->p[2]))) return rc;
     CHECK(dnnl_stream_wait(ctx->strm));
     for (int i = 0; i < 3; i++) port_unbind(&e->p[i]);
     if (e->bias) dnnl_memory_set_data_handle(e->bias_mem, NULL);
@@ -353,28 +383,48 @@ int sg_conv_weights(sg_ctx *ctx, int kind, int nthr, int n, int c, int h, int w,
     return 0;
 }
 
-int sg_conv_fwd(sg_ctx *ctx, int nthr, int n, int c, int h, int w, int o, int k, int pad, int relu, const float *x,
-                const float *wt, const float *b, float *y) {
+// The blocked flags, by port: see dnnl.h.
+static int port_flags(int kind, int blocked) {
+    int f = 0;
+    if (blocked & SG_BLK_IN) f |= 1;
+    if (kind == SG_BWD_WEIGHTS && (blocked & SG_BLK_DY)) f |= 2;
+    if (kind != SG_BWD_WEIGHTS && (blocked & SG_BLK_OUT)) f |= 4;
+    return f;
+}
+
+int sg_conv_fwd(sg_ctx *ctx, int nthr, int n, int c, int h, int w, int o, int k, int pad, int relu, int blocked,
+                const float *x, const float *wt, const float *b, float *y) {
     int rc;
     entry *e = lookup(ctx, SG_FWD, nthr, n, c, h, w, o, k, pad, b != NULL, relu != 0, &rc);
     if (!e) return rc;
-    return run(ctx, e, x, wt, y, (void *)b);
+    return run(ctx, e, x, wt, y, (void *)b, port_flags(SG_FWD, blocked));
 }
 
-int sg_conv_bwd_data(sg_ctx *ctx, int nthr, int n, int c, int h, int w, int o, int k, int pad, const float *wt,
-                     const float *dy, float *dx) {
+int sg_conv_bwd_data(sg_ctx *ctx, int nthr, int n, int c, int h, int w, int o, int k, int pad, int blocked,
+                     const float *wt, const float *dy, float *dx) {
     int rc;
     entry *e = lookup(ctx, SG_BWD_DATA, nthr, n, c, h, w, o, k, pad, 0, 0, &rc);
     if (!e) return rc;
-    return run(ctx, e, dy, wt, dx, NULL);
+    return run(ctx, e, dy, wt, dx, NULL, port_flags(SG_BWD_DATA, blocked));
 }
 
-int sg_conv_bwd_weights(sg_ctx *ctx, int nthr, int n, int c, int h, int w, int o, int k, int pad, const float *x,
-                        const float *dy, float *dw, float *db) {
+int sg_conv_bwd_weights(sg_ctx *ctx, int nthr, int n, int c, int h, int w, int o, int k, int pad, int blocked,
+                        const float *x, const float *dy, float *dw, float *db) {
     int rc;
     entry *e = lookup(ctx, SG_BWD_WEIGHTS, nthr, n, c, h, w, o, k, pad, db != NULL, 0, &rc);
     if (!e) return rc;
-    return run(ctx, e, x, dy, dw, db);
+    return run(ctx, e, x, dy, dw, db, port_flags(SG_BWD_WEIGHTS, blocked));
+}
+
+int sg_conv_can_block(sg_ctx *ctx, int kind, int nthr, int n, int c, int h, int w, int o, int k, int pad, int relu,
+                      int bias) {
+    int rc;
+    entry *e = lookup(ctx, kind, nthr, n, c, h, w, o, k, pad, bias, kind == SG_FWD && relu, &rc);
+    if (!e) return -1;
+    int f = 0;
+    if (e->p[0].blk) f |= SG_BLK_IN;
+    if (kind == SG_BWD_WEIGHTS ? e->p[1].blk : e->p[2].blk) f |= kind == SG_BWD_WEIGHTS ? SG_BLK_DY : SG_BLK_OUT;
+    return f;
 }
 
 const char *sg_conv_impl(sg_ctx *ctx, int kind, int nthr, int n, int c, int h, int w, int o, int k, int pad) {

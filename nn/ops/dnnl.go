@@ -283,28 +283,70 @@ func cbool(b bool) C.int {
 	return 0
 }
 
+// Blocked flags: which activations of a call are in oneDNN's nChw16c layout
+// instead of NCHW (see dnnl.h and blocked in plan.go).
+const (
+	blkIn  = C.SG_BLK_IN
+	blkOut = C.SG_BLK_OUT
+	blkDy  = C.SG_BLK_DY
+)
+
+// The kinds of convolution call.
+const (
+	kindFwd        = C.SG_FWD
+	kindBwdData    = C.SG_BWD_DATA
+	kindBwdWeights = C.SG_BWD_WEIGHTS
+)
+
 // dnnlConvForward writes conv(x, w) + b into y, and applies ReLU to it when
 // relu is set.
-func dnnlConvForward(g convGeom, x, w, b, y []float32, relu bool) error {
+func dnnlConvForward(g convGeom, x, w, b, y []float32, relu bool, blocked int) error {
 	in, out := g.c*g.h*g.w, g.o*g.oh()*g.ow()
 	return withWeights("conv forward", C.SG_FWD, g, relu, w, func(ctx *C.sg_ctx, nthr C.int, lo, hi int) C.int {
 		c := cgeom(g, hi-lo)
-		return C.sg_conv_fwd(ctx, nthr, c.n, c.c, c.h, c.w, c.o, c.k, c.pad, cbool(relu),
+		return C.sg_conv_fwd(ctx, nthr, c.n, c.c, c.h, c.w, c.o, c.k, c.pad, cbool(relu), C.int(blocked),
 			fptr(x[lo*in:hi*in]), fptr(w), fptr(b), fptr(y[lo*out:hi*out]))
 	})
 }
 
-func dnnlConvDataGrad(g convGeom, w, dy, dx []float32) error {
+func dnnlConvDataGrad(g convGeom, w, dy, dx []float32, blocked int) error {
 	in, out := g.c*g.h*g.w, g.o*g.oh()*g.ow()
 	return withWeights("conv backward data", C.SG_BWD_DATA, g, false, w, func(ctx *C.sg_ctx, nthr C.int, lo, hi int) C.int {
 		c := cgeom(g, hi-lo)
-		return C.sg_conv_bwd_data(ctx, nthr, c.n, c.c, c.h, c.w, c.o, c.k, c.pad,
+		return C.sg_conv_bwd_data(ctx, nthr, c.n, c.c, c.h, c.w, c.o, c.k, c.pad, C.int(blocked),
 			fptr(w), fptr(dy[lo*out:hi*out]), fptr(dx[lo*in:hi*in]))
 	})
 }
 
+// dnnlCanBlock returns the blocked flags the convolution of this kind
+// accepts for every slice it is split into.
+func dnnlCanBlock(kind int, g convGeom, relu, bias bool) (int, error) {
+	if err := dnnl.init(); err != nil {
+		return 0, err
+	}
+	dnnl.mu.Lock()
+	defer dnnl.mu.Unlock()
+	bounds, nthr := plan(g.n, g.oh()*g.ow(), len(dnnl.workers))
+	flags := blkIn | blkOut | blkDy
+	for i := 0; i+1 < len(bounds); i++ {
+		c := cgeom(g, bounds[i+1]-bounds[i])
+		var f C.int
+		if err := dnnl.first(func(ctx *C.sg_ctx) C.int {
+			f = C.sg_conv_can_block(ctx, C.int(kind), C.int(nthr), c.n, c.c, c.h, c.w, c.o, c.k, c.pad, cbool(relu), cbool(bias))
+			if f < 0 {
+				return -1
+			}
+			return 0
+		}); err != nil {
+			return 0, err
+		}
+		flags &= int(f)
+	}
+	return flags, nil
+}
+
 // dnnlConvWeightGrad writes dw and, when db is not nil, the bias gradient.
-func dnnlConvWeightGrad(g convGeom, x, dy, dw, db []float32) error {
+func dnnlConvWeightGrad(g convGeom, x, dy, dw, db []float32, blocked int) error {
 	if err := dnnl.init(); err != nil {
 		return err
 	}
@@ -333,7 +375,7 @@ func dnnlConvWeightGrad(g convGeom, x, dy, dw, db []float32) error {
 		lo, hi := bounds[i], bounds[i+1]
 		c := cgeom(g, hi-lo)
 		pw, pb := part(i)
-		return C.sg_conv_bwd_weights(ctx, C.int(nthr), c.n, c.c, c.h, c.w, c.o, c.k, c.pad,
+		return C.sg_conv_bwd_weights(ctx, C.int(nthr), c.n, c.c, c.h, c.w, c.o, c.k, c.pad, C.int(blocked),
 			fptr(x[lo*in:hi*in]), fptr(dy[lo*out:hi*out]), fptr(pw), fptr(pb))
 	})
 	if err != nil || ns == 1 {

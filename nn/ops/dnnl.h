@@ -37,17 +37,29 @@ enum { SG_FWD = 0, SG_BWD_DATA = 1, SG_BWD_WEIGHTS = 2 };
 int sg_conv_weights(sg_ctx *ctx, int kind, int nthr, int n, int c, int h, int w, int o, int k, int pad, int relu,
                     const float *wt);
 
+/* Activations are NCHW, except where a blocked flag says a buffer holds
+ * oneDNN's nChw16c layout (channels in blocks of 16 innermost, the same
+ * size when C is a multiple of 16): SG_BLK_IN for the input activation (x,
+ * or dy of backward data), SG_BLK_OUT for the output (y, dx), SG_BLK_DY for
+ * dy of backward weights. Only where sg_conv_can_block says the primitive
+ * uses that layout; no reorder is then made for that buffer. */
+enum { SG_BLK_IN = 1, SG_BLK_OUT = 2, SG_BLK_DY = 4 };
+
 /* y[n,o,oh,ow] = b[o] + sum w[o,c,ky,kx] * x[n,c,oh+ky-pad,ow+kx-pad], then
  * max(y, 0) when relu is not 0. */
-int sg_conv_fwd(sg_ctx *ctx, int nthr, int n, int c, int h, int w, int o, int k, int pad, int relu, const float *x,
-                const float *wt, const float *b, float *y);
+int sg_conv_fwd(sg_ctx *ctx, int nthr, int n, int c, int h, int w, int o, int k, int pad, int relu, int blocked,
+                const float *x, const float *wt, const float *b, float *y);
 /* dx = conv^T(w, dy) (overwrites dx). */
-int sg_conv_bwd_data(sg_ctx *ctx, int nthr, int n, int c, int h, int w, int o, int k, int pad,
+int sg_conv_bwd_data(sg_ctx *ctx, int nthr, int n, int c, int h, int w, int o, int k, int pad, int blocked,
                      const float *wt, const float *dy, float *dx);
 /* dw = sum over the n images of dy (x) x; db = per-channel sum of dy when db
  * is not NULL (both overwritten). */
-int sg_conv_bwd_weights(sg_ctx *ctx, int nthr, int n, int c, int h, int w, int o, int k, int pad,
+int sg_conv_bwd_weights(sg_ctx *ctx, int nthr, int n, int c, int h, int w, int o, int k, int pad, int blocked,
                         const float *x, const float *dy, float *dw, float *db);
+/* Which blocked flags the primitive of this kind and shape can take (-1:
+ * error). */
+int sg_conv_can_block(sg_ctx *ctx, int kind, int nthr, int n, int c, int h, int w, int o, int k, int pad, int relu,
+                      int bias);
 
 /* The implementation oneDNN chose ("jit:avx512_core", ...), for diagnostics. */
 const char *sg_conv_impl(sg_ctx *ctx, int kind, int nthr, int n, int c, int h, int w, int o, int k, int pad);

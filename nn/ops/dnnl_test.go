@@ -84,7 +84,7 @@ func TestDNNLConvMatchesGoKernels(t *testing.T) {
 			y64 := make([]float64, outN)
 			convForward(g, x, w, b, y64)
 			y32 := make([]float32, outN)
-			require.NoError(t, dnnlConvForward(g, to32(x), to32(w), to32(b), y32, false))
+			require.NoError(t, dnnlConvForward(g, to32(x), to32(w), to32(b), y32, false, 0))
 			relClose(t, "forward", y64, y32, 1e-4)
 
 			dx64 := make([]float64, inN)
@@ -93,7 +93,7 @@ func TestDNNLConvMatchesGoKernels(t *testing.T) {
 			for i := range dx32 {
 				dx32[i] = float32(math.NaN()) // the kernel must overwrite, not accumulate
 			}
-			require.NoError(t, dnnlConvDataGrad(g, to32(w), to32(dy), dx32))
+			require.NoError(t, dnnlConvDataGrad(g, to32(w), to32(dy), dx32, 0))
 			relClose(t, "backward data", dx64, dx32, 1e-4)
 
 			dw64 := make([]float64, len(w))
@@ -104,11 +104,11 @@ func TestDNNLConvMatchesGoKernels(t *testing.T) {
 			for i := range dw32 {
 				dw32[i] = float32(math.NaN())
 			}
-			require.NoError(t, dnnlConvWeightGrad(g, to32(x), to32(dy), dw32, db32))
+			require.NoError(t, dnnlConvWeightGrad(g, to32(x), to32(dy), dw32, db32, 0))
 			relClose(t, "backward weights", dw64, dw32, 1e-4)
 			relClose(t, "backward bias", db64, db32, 1e-4)
 			dw32b := make([]float32, len(w))
-			require.NoError(t, dnnlConvWeightGrad(g, to32(x), to32(dy), dw32b, nil))
+			require.NoError(t, dnnlConvWeightGrad(g, to32(x), to32(dy), dw32b, nil, 0))
 			relClose(t, "backward weights without bias", dw64, dw32b, 1e-4)
 		})
 	}

@@ -182,3 +182,85 @@ func TestPlanStepsAsideForASubgraph(t *testing.T) {
 	gw, _ = w.Grad()
 	require.InDeltaSlice(t, wantGrad, gw.Data().([]float64), 1e-12)
 }
+
+// Activations inside a block (conv, ReLU, conv) stay in oneDNN's blocked
+// layout in float32, forward and backward; the results are those of the
+// float64 graph, which never blocks.
+func TestBlockedActivationsMatchFloat64(t *testing.T) {
+	r := rand.New(rand.NewPCG(71, 72))
+	vals := map[string][]float64{"x": randSlice(r, 2*16*8*8), "w1": randSlice(r, 16*16*9), "b1": randSlice(r, 16),
+		"w2": randSlice(r, 32*16*9), "b2": randSlice(r, 32), "w3": randSlice(r, 32*32*9), "b3": randSlice(r, 32)}
+	shapes := map[string][]int{"x": {2, 16, 8, 8}, "w1": {16, 16, 3, 3}, "b1": {16}, "w2": {32, 16, 3, 3}, "b2": {32},
+		"w3": {32, 32, 3, 3}, "b3": {32}}
+	params := []string{"x", "w1", "b1", "w2", "b2", "w3", "b3"}
+	run := func(dt tensor.Dtype) (float64, map[string][]float64, []*G.Node) {
+		g := G.NewGraph()
+		nodes := map[string]*G.Node{}
+		for _, k := range params {
+			var v *tensor.Dense
+			if dt == tensor.Float32 {
+				v = tensor.New(tensor.WithShape(shapes[k]...), tensor.WithBacking(to32(vals[k])))
+			} else {
+				v = tensor.New(tensor.WithShape(shapes[k]...), tensor.WithBacking(append([]float64(nil), vals[k]...)))
+			}
+			nodes[k] = G.NewTensor(g, dt, len(shapes[k]), G.WithShape(shapes[k]...), G.WithValue(v), G.WithName(k))
+		}
+		c1 := G.Must(Conv2D(nodes["x"], nodes["w1"], nodes["b1"], 1, true))
+		c2 := G.Must(Conv2D(G.Must(ReLU(c1)), nodes["w2"], nodes["b2"], 1, true))
+		c3 := G.Must(Conv2D(G.Must(ReLU(c2)), nodes["w3"], nodes["b3"], 1, true))
+		y := G.Must(ReLU(c3))
+		wv := randSlice(rand.New(rand.NewPCG(1, 2)), 2*32*8*8)
+		var wt *tensor.Dense
+		if dt == tensor.Float32 {
+			wt = tensor.New(tensor.WithShape(2, 32, 8, 8), tensor.WithBacking(to32(wv)))
+		} else {
+			wt = tensor.New(tensor.WithShape(2, 32, 8, 8), tensor.WithBacking(wv))
+		}
+		cost := G.Must(G.Sum(G.Must(G.HadamardProd(y, G.NewTensor(g, dt, 4, G.WithShape(2, 32, 8, 8), G.WithValue(wt), G.WithName("wt"))))))
+		var wrt G.Nodes
+		for _, k := range params {
+			wrt = append(wrt, nodes[k])
+		}
+		_, err := G.Grad(cost, wrt...)
+		require.NoError(t, err)
+		m := G.NewTapeMachine(g, G.BindDualValues(wrt...))
+		defer m.Close()
+		var loss float64
+		grads := map[string][]float64{}
+		for step := 0; step < 2; step++ {
+			require.NoError(t, m.RunAll())
+			loss, err = scalar(cost.Value())
+			require.NoError(t, err)
+			for _, k := range params {
+				gv, err := nodes[k].Grad()
+				require.NoError(t, err)
+				grads[k] = grads[k][:0]
+				switch d := gv.Data().(type) {
+				case []float32:
+					for _, v := range d {
+						grads[k] = append(grads[k], float64(v))
+					}
+					clear(d)
+				case []float64:
+					grads[k] = append(grads[k], d...)
+					clear(d)
+				}
+			}
+			m.Reset()
+		}
+		return loss, grads, []*G.Node{c1, c2}
+	}
+	want, wg, _ := run(tensor.Float64)
+	got, gg, convs := run(tensor.Float32)
+	for _, c := range convs {
+		require.True(t, c.Op().(planner).base().np.blkOut, "%v keeps its output blocked", c)
+	}
+	require.InDelta(t, want, got, 1e-4*max(1, want))
+	for _, k := range params {
+		g32 := make([]float32, len(gg[k]))
+		for i, v := range gg[k] {
+			g32[i] = float32(v)
+		}
+		relClose(t, k, wg[k], g32, 1e-4)
+	}
+}

@@ -158,3 +158,16 @@ KERNEL void sg_upsample2_grad(const float *dy, float *dx, long planes, int h, in
         }
     }
 }
+
+// nChw16c (c a multiple of 16) to NCHW.
+void sg_blocked_to_plain(const float *src, float *dst, int n, int c, long hw) {
+    int cb = c / 16;
+    for (int i = 0; i < n; i++)
+        for (int b = 0; b < cb; b++) {
+            const float *s = src + ((long)i * cb + b) * hw * 16;
+            for (int l = 0; l < 16; l++) {
+                float *d = dst + ((long)i * c + b * 16 + l) * hw;
+                for (long j = 0; j < hw; j++) d[j] = s[j * 16 + l];
+            }
+        }
+}

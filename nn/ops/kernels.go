@@ -101,3 +101,10 @@ func bnDx32(dy, x, dx []float32, n, c, hw, ch int, a, b, c0, mean float32) {
 	p, cn, st, chw := chan32(dy, n, c, hw, ch)
 	C.sg_chan_bn_dx(p, cf(x[ch*hw:]), cf(dx[ch*hw:]), cn, st, chw, C.float(a), C.float(b), C.float(c0), C.float(mean))
 }
+
+// toPlain returns a copy of x [n,c,h,w] held in nChw16c, in NCHW.
+func toPlain(x []float32, s []int) []float32 {
+	out := make([]float32, len(x))
+	C.sg_blocked_to_plain(cf(x), cf(out), C.int(s[0]), C.int(s[1]), C.long(s[2]*s[3]))
+	return out
+}

@@ -21,4 +21,7 @@ void sg_maxpool2_grad(const float *x, const float *dy, float *dx, long planes, i
 void sg_upsample2(const float *x, float *y, long planes, int h, int w);
 void sg_upsample2_grad(const float *dy, float *dx, long planes, int h, int w);
 
+/* nChw16c (c a multiple of 16) to NCHW. */
+void sg_blocked_to_plain(const float *src, float *dst, int n, int c, long hw);
+
 #endif

@@ -42,9 +42,10 @@ type opBase struct {
 	// its graph and what it says about this node, ptensor the planned
 	// buffer as a tensor and pbuf the buffer it was made from (see plan.go).
 	node    *G.Node
-	grad    bool // a backward op (see applyGrad)
-	active  bool // the plan is in force for this call
-	fusedIn bool // the op before did this op's work (see fusions)
+	grad    bool    // a backward op (see applyGrad)
+	active  bool    // the plan is in force for this call
+	fusedIn bool    // the op before did this op's work (see fusions)
+	blk     [4]bool // input k is in oneDNN's blocked layout this call (see blocking)
 	plan    *memPlan
 	np      *nodePlan
 	ptensor *tensor.Dense

@@ -82,14 +82,21 @@ type nodePlan struct {
 	rank    int  // position among this package's ops in execution order
 	inPlace bool // Gorgonia will overwrite the input the op names
 	buf     int  // shared buffer index, -1: none (the op keeps its own)
-	// Fusions (see fuse): the op applies the ReLU that follows it (relu is
-	// that ReLU's op), or a convolution applies the inference-mode batch
-	// norm that follows it (foldBN, with its scale and shift nodes), whose
-	// op then passes its input on.
-	fuseReLU    bool
-	relu        *opBase
-	foldBN      *bnOp
-	gamma, beta *G.Node
+	// The op applies the ReLU that follows it (relu is that ReLU's op; see
+	// fusions).
+	fuseReLU bool
+	relu     *opBase
+	// blkOut: the op writes its output in oneDNN's blocked layout; refs:
+	// the consumers it tells, every call, which layout its output is in
+	// (see blocking).
+	blkOut bool
+	refs   []cref
+}
+
+// cref is input in of a consumer.
+type cref struct {
+	op *opBase
+	in int
 }
 
 var plans sync.Mutex // guards making plans
@@ -203,6 +210,25 @@ func makePlan(g *G.ExprGraph) {
 		}
 	}
 	fusions(g, order, plansByNode)
+	visible := make([]bool, len(order)) // a caller may read it after a run
+	for i, n := range order {
+		visible[i] = g.To(n.ID()).Len() == 0
+		if keep[i] && training { // a Read, a gradient of a leaf, or an output
+			visible[i] = true
+		}
+		it := g.To(n.ID())
+		for it.Next() {
+			if c := it.Node().(*G.Node); c.Op() != nil && c.Op().String() == "print" {
+				visible[i] = true
+			}
+		}
+		for _, d := range n.DerivOf() {
+			if isLeaf(d) {
+				visible[i] = true
+			}
+		}
+	}
+	blocking(g, order, pos, visible, plansByNode, children)
 	// Aliasing, from the last node back so that chains of in-place ops
 	// carry the lifetime all the way.
 	for i := len(order) - 1; i >= 0; i-- {
@@ -305,6 +331,155 @@ func makePlan(g *G.ExprGraph) {
 	for n, np := range plansByNode {
 		b := n.Op().(planner).base()
 		b.plan, b.np = p, np
+		b.blk = [4]bool{}
+	}
+}
+
+// blocking decides which activations stay in oneDNN's blocked layout
+// (nChw16c) between ops, so that neither the op writing them nor the ops
+// reading them reorder to and from NCHW: about a quarter of a convolution's
+// time here. A convolution's output (forward, or its input gradient) may be
+// blocked when every op that reads it, directly or through ReLU and its
+// gradient (which do not care about the layout), is a convolution that can
+// take it so, or one of those two; when its channels are a multiple of 16
+// and oneDNN uses that very layout for each of those calls; and when no
+// caller may read it (it is not an output, a gradient of a leaf, nor read by
+// gorgonia.Read). In the U-Net that is the activation inside each block
+// (conv, ReLU, conv) and its gradient.
+//
+// Each op that may write a blocked output tells its consumers per call
+// which layout it wrote (opBase.blk), and they read it so; an op running
+// unplanned writes NCHW and says so.
+func blocking(g *G.ExprGraph, order []*G.Node, pos map[*G.Node]int, visible []bool, plans map[*G.Node]*nodePlan, children func(*G.Node) []*G.Node) {
+	can := map[*G.Node]int{} // the flags oneDNN takes, per conv node
+	canBlock := func(n *G.Node) int {
+		if f, ok := can[n]; ok {
+			return f
+		}
+		f := 0
+		if n.Dtype() == tensor.Float32 {
+			var err error
+			switch op := n.Op().(type) {
+			case *convOp:
+				f, err = dnnlCanBlock(kindFwd, op.g, plans[n] != nil && plans[n].fuseReLU, true)
+			case *convDataGradOp:
+				f, err = dnnlCanBlock(kindBwdData, op.g, false, false)
+			case *convWeightGradOp:
+				f, err = dnnlCanBlock(kindBwdWeights, op.g, false, true)
+			}
+			if err != nil {
+				f = 0
+			}
+		}
+		can[n] = f
+		return f
+	}
+	// accepts: can input k of consumer c be blocked?
+	accepts := func(c *G.Node, k int) bool {
+		switch c.Op().(type) {
+		case *convOp:
+			return k == 0 && canBlock(c)&blkIn != 0
+		case *convDataGradOp:
+			return k == 1 && canBlock(c)&blkIn != 0
+		case *convWeightGradOp:
+			return (k == 0 && canBlock(c)&blkIn != 0) || (k == 1 && canBlock(c)&blkDy != 0)
+		case *reluOp:
+			return k == 0
+		case *reluGradOp:
+			return k == 0 || k == 1
+		}
+		return false
+	}
+	// passes: does the consumer's output take input k's layout?
+	passes := func(c *G.Node, k int) bool {
+		switch c.Op().(type) {
+		case *reluOp:
+			return k == 0
+		case *reluGradOp:
+			return k == 1
+		}
+		return false
+	}
+	consumers := func(n *G.Node) []cref {
+		var out []cref
+		it := g.To(n.ID())
+		for it.Next() {
+			c := it.Node().(*G.Node)
+			pb, ok := c.Op().(planner)
+			if !ok || plans[c] == nil {
+				continue
+			}
+			for k, ch := range children(c) {
+				if ch == n {
+					out = append(out, cref{pb.base(), k})
+				}
+			}
+		}
+		return out
+	}
+	for _, n := range order {
+		np := plans[n]
+		if np == nil {
+			continue
+		}
+		switch n.Op().(type) {
+		case *convOp, *convDataGradOp, *reluOp, *reluGradOp:
+			np.refs = consumers(n)
+		default:
+			continue
+		}
+		var writes bool
+		switch n.Op().(type) {
+		case *convOp, *convDataGradOp:
+			writes = n.Shape()[1]%16 == 0 && canBlock(n)&blkOut != 0
+		}
+		if !writes {
+			continue
+		}
+		ok := true
+		stack, seen := []*G.Node{n}, map[*G.Node]bool{n: true}
+		for len(stack) > 0 && ok {
+			m := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			if visible[pos[m]] {
+				ok = false
+				break
+			}
+			it := g.To(m.ID())
+			for it.Next() && ok {
+				c := it.Node().(*G.Node)
+				for k, ch := range children(c) {
+					if ch != m {
+						continue
+					}
+					if _, ours := c.Op().(planner); !ours || plans[c] == nil || !accepts(c, k) {
+						ok = false
+						break
+					}
+					if passes(c, k) && !seen[c] {
+						seen[c] = true
+						stack = append(stack, c)
+					}
+				}
+			}
+		}
+		np.blkOut = ok
+		if debugPlan && ok {
+			fmt.Printf("  blocked: %s %v\n", n.Op(), n.Shape())
+		}
+	}
+}
+
+// blocked reports whether the op writes a blocked output this call.
+func (b *opBase) blocked() bool { return b.active && b.np != nil && b.np.blkOut }
+
+// tellLayout tells the op's consumers which layout its output is in.
+func (b *opBase) tellLayout(blocked bool) {
+	if b.np == nil {
+		return
+	}
+	for _, r := range b.np.refs {
+		r.op.blk[r.in] = blocked
 	}
 }
 

@@ -33,7 +33,8 @@ func (op *reluOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, error
 		return nil, err
 	}
 	y := op.output(prealloc, in, 0, x.Dtype(), op.shape)
-	if op.fusedIn { // the op before applied this ReLU (see fusions)
+	op.tellLayout(op.blk[0]) // elementwise: the output is in the input's layout
+	if op.fusedIn {          // the op before applied this ReLU (see fusions)
 		op.fusedIn = false
 		if y != x {
 			copy(y.Header.Raw, x.Header.Raw)
@@ -97,6 +98,20 @@ func (op *reluGradOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, e
 		return nil, err
 	}
 	dx := op.output(prealloc, in, 1, y.Dtype(), op.shape)
+	if op.blk[0] != op.blk[1] {
+		// y and dy in different layouts (something ran unplanned): bring
+		// the blocked one to NCHW first.
+		yv, dyv := data[float32](y), data[float32](dy)
+		if op.blk[0] {
+			yv = toPlain(yv, op.shape)
+		} else {
+			dyv = toPlain(dyv, op.shape)
+		}
+		reluGrad(yv, dyv, data[float32](dx))
+		op.tellLayout(false)
+		return dx, nil
+	}
+	op.tellLayout(op.blk[1])
 	err = dispatch(op.name, y,
 		func() { reluGrad(data[float32](y), data[float32](dy), data[float32](dx)) },
 		func() { reluGrad(data[float64](y), data[float64](dy), data[float64](dx)) })

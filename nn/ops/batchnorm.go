@@ -86,9 +86,14 @@ func (op *bnOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, error) 
 		return nil, err
 	}
 	y := op.output(prealloc, in, op.OverwritesInput(), x.Dtype(), op.shape)
-	fuse := op.fuse() // apply the ReLU that follows (see fusions)
+	fuse := op.fuse()        // apply the ReLU that follows (see fusions)
+	op.tellLayout(op.blk[0]) // per channel: the output is in the input's layout
 	err = dispatch(op.name, x,
 		func() {
+			if op.blk[0] {
+				bnForwardBlocked(op, data[float32](x), data[float32](gamma), data[float32](beta), data[float32](y), fuse)
+				return
+			}
 			bnForward(op, data[float32](x), data[float32](gamma), data[float32](beta), data[float32](y), fuse)
 		},
 		func() {
@@ -278,9 +283,21 @@ func (op *bnGradOp) UsePreallocDo(prealloc G.Value, in ...G.Value) (G.Value, err
 		return nil, err
 	}
 	dx := op.output(prealloc, in, 2, x.Dtype(), op.fwd.shape)
+	blocked := op.blk[0] && op.blk[2]
+	op.tellLayout(blocked)
 	err = dispatch(op.name, x,
 		func() {
-			bnBackward(op.fwd, data[float32](x), data[float32](gamma), data[float32](dy), data[float32](dx))
+			xv, dyv := data[float32](x), data[float32](dy)
+			switch {
+			case blocked:
+				bnBackwardBlocked(op.fwd, xv, data[float32](gamma), dyv, data[float32](dx))
+				return
+			case op.blk[0]: // layouts differ (something ran unplanned): NCHW
+				xv = toPlain(xv, op.fwd.shape)
+			case op.blk[2]:
+				dyv = toPlain(dyv, op.fwd.shape)
+			}
+			bnBackward(op.fwd, xv, data[float32](gamma), dyv, data[float32](dx))
 		},
 		func() {
 			bnBackward(op.fwd, data[float64](x), data[float64](gamma), data[float64](dy), data[float64](dx))
@@ -330,6 +347,59 @@ func bnBackward[T Float](f *bnOp, x, gamma, dy, dx []T) {
 				dxs[j] = ta*g + tb*(xs[j]-tm) + tc
 			}
 		}
+	})
+}
+
+// bnForwardBlocked is bnForward on nChw16c, a block of 16 channels at a
+// time.
+func bnForwardBlocked(op *bnOp, x, gamma, beta, y []float32, withReLU bool) {
+	n, c, hw := op.shape[0], op.shape[1], op.shape[2]*op.shape[3]
+	rm, rv := data[float32](op.st.RunningMean), data[float32](op.st.RunningVar)
+	m := float64(n * hw)
+	parallel(c/16, func(_, b int) {
+		var mean, variance [16]float64
+		if op.training {
+			mean, variance = bnBlkStats32(x, n, c, hw, b)
+		}
+		var mean32, scale, shift [16]float32
+		for l := 0; l < 16; l++ {
+			ch := 16*b + l
+			if op.training {
+				mom := op.st.Momentum
+				rm[ch] = float32((1-mom)*float64(rm[ch]) + mom*mean[l])
+				rv[ch] = float32((1-mom)*float64(rv[ch]) + mom*variance[l]*m/(m-1))
+			} else {
+				mean[l], variance[l] = float64(rm[ch]), float64(rv[ch])
+			}
+			inv := 1 / math.Sqrt(variance[l]+op.st.Eps)
+			op.mean[ch], op.invStd[ch] = mean[l], inv
+			mean32[l], scale[l], shift[l] = float32(mean[l]), float32(float64(gamma[ch])*inv), beta[ch]
+		}
+		bnBlkAffine32(x, y, n, c, hw, b, &mean32, &scale, &shift, withReLU)
+	})
+}
+
+// bnBackwardBlocked is bnBackward on nChw16c.
+func bnBackwardBlocked(f *bnOp, x, gamma, dy, dx []float32) {
+	n, c, hw := f.shape[0], f.shape[1], f.shape[2]*f.shape[3]
+	m := float64(n * hw)
+	parallel(c/16, func(_, b int) {
+		var mean [16]float64
+		copy(mean[:], f.mean[16*b:16*b+16])
+		sdy, sdyx := bnBlkGradSums32(dy, x, n, c, hw, b, &mean)
+		var ka, kb, kc, mean32 [16]float32
+		for l := 0; l < 16; l++ {
+			ch := 16*b + l
+			inv := f.invStd[ch]
+			s := sdyx[l] * inv // sum dy*xhat
+			f.dgamma[ch], f.dbeta[ch] = s, sdy[l]
+			k := float64(gamma[ch]) * inv
+			ka[l], mean32[l] = float32(k), float32(mean[l])
+			if f.training {
+				kb[l], kc[l] = float32(-k*(s/m)*inv), float32(-k*(sdy[l]/m))
+			}
+		}
+		bnBlkDx32(dy, x, dx, n, c, hw, b, &ka, &kb, &kc, &mean32)
 	})
 }
 

@@ -171,3 +171,69 @@ void sg_blocked_to_plain(const float *src, float *dst, int n, int c, long hw) {
             }
         }
 }
+
+// Batch norm on nChw16c: one block of 16 channels at a time, lane l being
+// channel 16b+l. Image i's block b is hw rows of 16 at x + (i*cb + b)*hw*16.
+
+KERNEL void sg_blk_stats(const float *x, int n, int cb, long hw, int b, double *mean, double *var) {
+    double s[16] = {0}, q[16] = {0};
+    for (int i = 0; i < n; i++) {
+        const float *p = x + ((long)i * cb + b) * hw * 16;
+        for (long j = 0; j < hw; j++)
+            for (int l = 0; l < 16; l++) s[l] += p[j * 16 + l];
+    }
+    double m = (double)n * hw;
+    for (int l = 0; l < 16; l++) mean[l] = s[l] / m;
+    for (int i = 0; i < n; i++) {
+        const float *p = x + ((long)i * cb + b) * hw * 16;
+        for (long j = 0; j < hw; j++)
+            for (int l = 0; l < 16; l++) {
+                double d = (double)p[j * 16 + l] - mean[l];
+                q[l] += d * d;
+            }
+    }
+    for (int l = 0; l < 16; l++) var[l] = q[l] / m;
+}
+
+KERNEL void sg_blk_affine(const float *x, float *y, int n, int cb, long hw, int b, const float *mean,
+                          const float *scale, const float *shift, int relu) {
+    for (int i = 0; i < n; i++) {
+        const float *p = x + ((long)i * cb + b) * hw * 16;
+        float *q = y + ((long)i * cb + b) * hw * 16;
+        for (long j = 0; j < hw; j++)
+            for (int l = 0; l < 16; l++) {
+                float v = (p[j * 16 + l] - mean[l]) * scale[l] + shift[l];
+                q[j * 16 + l] = relu ? (v > 0 ? v : 0) : v;
+            }
+    }
+}
+
+KERNEL void sg_blk_dydev(const float *dy, const float *x, int n, int cb, long hw, int b, const double *mean,
+                         double *sdy, double *sdyx) {
+    double a[16] = {0}, c[16] = {0};
+    for (int i = 0; i < n; i++) {
+        long off = ((long)i * cb + b) * hw * 16;
+        const float *g = dy + off, *p = x + off;
+        for (long j = 0; j < hw; j++)
+            for (int l = 0; l < 16; l++) {
+                a[l] += g[j * 16 + l];
+                c[l] += (double)g[j * 16 + l] * ((double)p[j * 16 + l] - mean[l]);
+            }
+    }
+    for (int l = 0; l < 16; l++) {
+        sdy[l] = a[l];
+        sdyx[l] = c[l];
+    }
+}
+
+KERNEL void sg_blk_bn_dx(const float *dy, const float *x, float *dx, int n, int cb, long hw, int b, const float *ka,
+                         const float *kb, const float *kc, const float *mean) {
+    for (int i = 0; i < n; i++) {
+        long off = ((long)i * cb + b) * hw * 16;
+        const float *g = dy + off, *p = x + off;
+        float *q = dx + off;
+        for (long j = 0; j < hw; j++)
+            for (int l = 0; l < 16; l++)
+                q[j * 16 + l] = ka[l] * g[j * 16 + l] + kb[l] * (p[j * 16 + l] - mean[l]) + kc[l];
+    }
+}

@@ -108,3 +108,31 @@ func toPlain(x []float32, s []int) []float32 {
 	C.sg_blocked_to_plain(cf(x), cf(out), C.int(s[0]), C.int(s[1]), C.long(s[2]*s[3]))
 	return out
 }
+
+// Batch norm on nChw16c (see kernels.c): block b of the c/16 blocks.
+
+func bnBlkStats32(x []float32, n, c, hw, b int) (mean, variance [16]float64) {
+	C.sg_blk_stats(cf(x), C.int(n), C.int(c/16), C.long(hw), C.int(b),
+		(*C.double)(unsafe.Pointer(&mean[0])), (*C.double)(unsafe.Pointer(&variance[0])))
+	return mean, variance
+}
+
+func bnBlkAffine32(x, y []float32, n, c, hw, b int, mean, scale, shift *[16]float32, relu bool) {
+	r := C.int(0)
+	if relu {
+		r = 1
+	}
+	C.sg_blk_affine(cf(x), cf(y), C.int(n), C.int(c/16), C.long(hw), C.int(b), (*C.float)(unsafe.Pointer(&mean[0])),
+		(*C.float)(unsafe.Pointer(&scale[0])), (*C.float)(unsafe.Pointer(&shift[0])), r)
+}
+
+func bnBlkGradSums32(dy, x []float32, n, c, hw, b int, mean *[16]float64) (sdy, sdyx [16]float64) {
+	C.sg_blk_dydev(cf(dy), cf(x), C.int(n), C.int(c/16), C.long(hw), C.int(b), (*C.double)(unsafe.Pointer(&mean[0])),
+		(*C.double)(unsafe.Pointer(&sdy[0])), (*C.double)(unsafe.Pointer(&sdyx[0])))
+	return sdy, sdyx
+}
+
+func bnBlkDx32(dy, x, dx []float32, n, c, hw, b int, ka, kb, kc, mean *[16]float32) {
+	C.sg_blk_bn_dx(cf(dy), cf(x), cf(dx), C.int(n), C.int(c/16), C.long(hw), C.int(b), (*C.float)(unsafe.Pointer(&ka[0])),
+		(*C.float)(unsafe.Pointer(&kb[0])), (*C.float)(unsafe.Pointer(&kc[0])), (*C.float)(unsafe.Pointer(&mean[0])))
+}

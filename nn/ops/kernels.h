@@ -21,6 +21,15 @@ void sg_maxpool2_grad(const float *x, const float *dy, float *dx, long planes, i
 void sg_upsample2(const float *x, float *y, long planes, int h, int w);
 void sg_upsample2_grad(const float *dy, float *dx, long planes, int h, int w);
 
+/* Batch norm on nChw16c, block b of cb blocks of 16 channels (arrays of 16). */
+void sg_blk_stats(const float *x, int n, int cb, long hw, int b, double *mean, double *var);
+void sg_blk_affine(const float *x, float *y, int n, int cb, long hw, int b, const float *mean, const float *scale,
+                   const float *shift, int relu);
+void sg_blk_dydev(const float *dy, const float *x, int n, int cb, long hw, int b, const double *mean, double *sdy,
+                  double *sdyx);
+void sg_blk_bn_dx(const float *dy, const float *x, float *dx, int n, int cb, long hw, int b, const float *ka,
+                  const float *kb, const float *kc, const float *mean);
+
 /* nChw16c (c a multiple of 16) to NCHW. */
 void sg_blocked_to_plain(const float *src, float *dst, int n, int c, long hw);
 

@@ -341,7 +341,7 @@ func makePlan(g *G.ExprGraph) {
 // time here. A convolution's output (forward, or its input gradient) may be
 // blocked when every op that reads it, directly or through ReLU and its
 // gradient (which do not care about the layout), is a convolution that can
-// take it so, or one of those two; when its channels are a multiple of 16
+// take it so, or one of those (or batch norm, forward or backward); when its channels are a multiple of 16
 // and oneDNN uses that very layout for each of those calls; and when no
 // caller may read it (it is not an output, a gradient of a leaf, nor read by
 // gorgonia.Read). In the U-Net that is the activation inside each block
@@ -387,16 +387,24 @@ func blocking(g *G.ExprGraph, order []*G.Node, pos map[*G.Node]int, visible []bo
 			return k == 0
 		case *reluGradOp:
 			return k == 0 || k == 1
+		case *bnOp:
+			return k == 0 && c.Shape()[1]%16 == 0 && c.Dtype() == tensor.Float32
+		case *bnGradOp:
+			return (k == 0 || k == 2) && c.Shape()[1]%16 == 0 && c.Dtype() == tensor.Float32
+		case *bnParamGradOp: // reads no values, only runs after its input
+			return k == 0
 		}
 		return false
 	}
 	// passes: does the consumer's output take input k's layout?
 	passes := func(c *G.Node, k int) bool {
 		switch c.Op().(type) {
-		case *reluOp:
+		case *reluOp, *bnOp:
 			return k == 0
 		case *reluGradOp:
 			return k == 1
+		case *bnGradOp:
+			return k == 2
 		}
 		return false
 	}
@@ -423,7 +431,7 @@ func blocking(g *G.ExprGraph, order []*G.Node, pos map[*G.Node]int, visible []bo
 			continue
 		}
 		switch n.Op().(type) {
-		case *convOp, *convDataGradOp, *reluOp, *reluGradOp:
+		case *convOp, *convDataGradOp, *reluOp, *reluGradOp, *bnOp, *bnGradOp:
 			np.refs = consumers(n)
 		default:
 			continue

@@ -136,3 +136,23 @@ func bnBlkDx32(dy, x, dx []float32, n, c, hw, b int, ka, kb, kc, mean *[16]float
 	C.sg_blk_bn_dx(cf(dy), cf(x), cf(dx), C.int(n), C.int(c/16), C.long(hw), C.int(b), (*C.float)(unsafe.Pointer(&ka[0])),
 		(*C.float)(unsafe.Pointer(&kb[0])), (*C.float)(unsafe.Pointer(&kc[0])), (*C.float)(unsafe.Pointer(&mean[0])))
 }
+
+// ceChunk32 is the cross-entropy of pixels [lo, hi) of image im (see
+// ceForward): it adds to part the loss and weight sums.
+func ceChunk32(op *segLossOp, x, y, probs []float32, labels []int32, weights []float64, im, lo, hi int, part []float64) error {
+	k, hw := op.k, op.hw
+	var out [4]C.double
+	var wp *C.double
+	if len(weights) > 0 {
+		wp = (*C.double)(unsafe.Pointer(&weights[0]))
+	}
+	C.sg_ce_chunk(cf(x[im*k*hw:]), cf(y[im*hw:]), cf(probs[im*k*hw:]), (*C.int)(unsafe.Pointer(&labels[im*hw])),
+		C.int(k), C.long(hw), C.long(lo), C.long(hi), C.int(op.opt.Ignore), wp, &out[0])
+	if out[2] != 0 {
+		_, _, err := op.label(float64(out[3]))
+		return err
+	}
+	part[0] += float64(out[0])
+	part[1] += float64(out[1])
+	return nil
+}

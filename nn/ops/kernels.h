@@ -30,6 +30,11 @@ void sg_blk_dydev(const float *dy, const float *x, int n, int cb, long hw, int b
 void sg_blk_bn_dx(const float *dy, const float *x, float *dx, int n, int cb, long hw, int b, const float *ka,
                   const float *kb, const float *kc, const float *mean);
 
+/* Softmax cross-entropy over pixels [lo, hi) of one image (see kernels.c);
+ * out: loss sum, weight sum, and a bad-label flag and value. */
+void sg_ce_chunk(const float *x, const float *lab, float *probs, int *labels, int k, long hw, long lo, long hi,
+                 int ignore, const double *w, double *out);
+
 /* nChw16c (c a multiple of 16) to NCHW. */
 void sg_blocked_to_plain(const float *src, float *dst, int n, int c, long hw);
 

@@ -438,6 +438,16 @@ func ceForward[T Float](op *segLossOp, x, y []T) (float64, error) {
 	if op.opt.Weights == nil {
 		run = max(1, int(900/math.Log2(float64(max(k, 2)))))
 	}
+	if x32, ok := any(x).([]float32); ok { // vectorised C (kernels.c)
+		p32, y32 := any(probs).([]float32), any(y).([]float32)
+		res, err := overPixels(n, hw, 2, func(im, lo, hi int, part []float64) error {
+			return ceChunk32(op, x32, y32, p32, labels, op.opt.Weights, im, lo, hi, part)
+		})
+		if err != nil {
+			return 0, err
+		}
+		return op.ceFinish(res, uintptr(unsafe.Pointer(&x[0]))), nil
+	}
 	res, err := overPixels(n, hw, 2, func(im, lo, hi int, part []float64) error {
 		prod, inRun := 1.0, 0
 		for j := lo; j < hi; j++ {
@@ -485,13 +495,19 @@ func ceForward[T Float](op *segLossOp, x, y []T) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
+	return op.ceFinish(res, uintptr(unsafe.Pointer(&x[0]))), nil
+}
+
+// ceFinish sums the chunks' loss and weight, records the stash, and returns
+// the mean loss.
+func (op *segLossOp) ceFinish(res [][]float64, logits uintptr) float64 {
 	sum := sumParts(res, 2)
 	op.wsum = sum[1]
-	op.stash = uintptr(unsafe.Pointer(&x[0]))
+	op.stash = logits
 	if sum[1] == 0 {
-		return 0, nil
+		return 0
 	}
-	return sum[0] / sum[1], nil
+	return sum[0] / sum[1]
 }
 
 // ceBackward writes the cross-entropy's gradient from what ceForward left,

@@ -266,7 +266,10 @@ func pickImage(spec string, s imageShape) ([]float32, error) {
 	return img, err
 }
 
-var modelFlag = &cli.StringFlag{Name: "model", Aliases: []string{"m"}, Required: true, Usage: "VAE or auto-encoder model `FILE` (.safetensors)"}
+// modelFlag is made afresh for each command: urfave/cli flags keep state.
+func modelFlag() cli.Flag {
+	return &cli.StringFlag{Name: "model", Aliases: []string{"m"}, Required: true, Usage: "VAE or auto-encoder model `FILE` (.safetensors)"}
+}
 
 func aePriorFlags() []cli.Flag {
 	return []cli.Flag{
@@ -283,7 +286,7 @@ func sampleCommand() *cli.Command {
 auto-encoder, which has no prior, they are drawn from a Gaussian fitted to the
 codes of its training data (recorded in the model file; --fit-data overrides).`,
 		Flags: append([]cli.Flag{
-			modelFlag,
+			modelFlag(),
 			&cli.IntFlag{Name: "n", Value: 64, Usage: "how many samples"},
 			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Value: "samples.png", Usage: "output image `FILE`"},
 			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the draws: the same seed gives the same samples"},
@@ -330,7 +333,7 @@ second's (both ends included), and the second image. A VAE uses the
 posterior means. An image is a file, or DATA@INDEX (from 0) such as
 mnist:test@3 or photos@12.`,
 		Flags: []cli.Flag{
-			modelFlag,
+			modelFlag(),
 			&cli.StringFlag{Name: "from", Required: true, Usage: "first image (FILE or DATA@INDEX)"},
 			&cli.StringFlag{Name: "to", Required: true, Usage: "second image (FILE or DATA@INDEX)"},
 			&cli.IntFlag{Name: "steps", Value: 10, Usage: "decoded points along the line, both ends included"},
@@ -392,7 +395,7 @@ mean of its codes, in units of each dimension's standard deviation). A 2-D
 latent gives the classic manifold: the grid of decoded points over
 [-range, range]^2, dimension 1 left to right, dimension 2 bottom to top.`,
 		Flags: append([]cli.Flag{
-			modelFlag,
+			modelFlag(),
 			&cli.StringFlag{Name: "input", Aliases: []string{"i"}, Usage: "image to sweep around (FILE or DATA@INDEX; default the origin)"},
 			&cli.IntFlag{Name: "dims", Value: 8, Usage: "how many latent dimensions (the first N), one row each"},
 			&cli.IntFlag{Name: "steps", Usage: "points per dimension (default 11; 15 for the 2-D manifold)"},
@@ -510,7 +513,7 @@ tensor "codes" [N, code size], and reports the compression ratio (the images
 as 8-bit pixels over the codes as float32) and the PSNR of the round trip
 through the decoder, with the decoded images rounded to 8 bits.`,
 		Flags: []cli.Flag{
-			modelFlag,
+			modelFlag(),
 			&cli.StringFlag{Name: "input", Aliases: []string{"i"}, Required: true, Usage: "an image, a folder of images, or mnist:test"},
 			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Value: "codes.safetensors", Usage: "output `FILE`"},
 			&cli.IntFlag{Name: "n", Usage: "encode the first N images only (default all)"},
@@ -575,7 +578,7 @@ func decodeCommand() *cli.Command {
 reports the compression ratio and, when the encoded images can still be
 read, the PSNR of the round trip (8-bit images against 8-bit images).`,
 		Flags: []cli.Flag{
-			modelFlag,
+			modelFlag(),
 			&cli.StringFlag{Name: "codes", Required: true, Usage: "codes `FILE` written by segtool encode"},
 			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Required: true, Usage: "output `DIR`"},
 		},

@@ -72,6 +72,22 @@ int sg_cached(sg_ctx *ctx);
 /* The oneDNN version loaded ("2.6.3"). */
 const char *sg_dnnl_version(void);
 
+/* The thread pool (pool.c): the caller and threads-1 POSIX threads, each with
+ * a context. sg_run runs one convolution call, sliced by batch (sg_plan) or
+ * whole with OpenMP threads on one worker for small batches; mode is -1
+ * (the default plan), 0 (always whole) or 1 (one slice per thread), for
+ * experiments. Only one call at a time. */
+int sg_pool_init(int threads);
+int sg_pool_threads(void);
+const char *sg_pool_error(void);
+int sg_plan(int n, long hw, int t, int mode, int *bounds, int *nthr);
+int sg_run(int kind, int mode, int n, int c, int h, int w, int o, int k, int pad, int relu, int blocked,
+           const float *x, const float *wt, const float *b, float *y, const float *dy, float *dx, float *dw,
+           float *db);
+int sg_run_can_block(int kind, int mode, int n, int c, int h, int w, int o, int k, int pad, int relu, int bias);
+const char *sg_run_impl(int kind, int mode, int n, int c, int h, int w, int o, int k, int pad);
+long sg_pool_scratch_bytes(void);
+
 /* omp_get_max_threads() on the calling thread. */
 int sg_omp_max_threads(void);
 

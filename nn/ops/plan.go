@@ -25,15 +25,16 @@ import (
 // execution order is the tape machine's own (the reverse of gorgonia.Sort,
 // which is deterministic), a node's lifetime ends at its last consumer, and
 // an op that returns a pointer (an in-place op, a reshape, a view) extends
-// the lifetime of what it may alias. Only graphs with a backward pass share
-// buffers: there a forward value's buffer goes to a gradient once the
-// backward pass has read the value for the last time, and each gradient's
-// soon after it is made. (Read values of such a graph with gorgonia.Read,
-// as its documentation says: after a run, a node's value may hold anything.)
-// Inference graphs keep every value, since callers read model outputs, and
-// at times intermediate values, after a run. A value is kept to the end of
-// the step when it is the gradient of a leaf (parameters and inputs: the
-// values callers ask for), when nothing consumes it, or when a Read does. The ops check as they run that they run in the planned order;
+// the lifetime of what it may alias. In a graph with a backward pass a
+// forward value's buffer goes to a gradient once the backward pass has read
+// the value for the last time, and each gradient's soon after it is made; in
+// an inference graph the intermediate activations (4-d values consumed in
+// the graph) share buffers the same way. A value is kept to the end of the
+// step when it is the gradient of a leaf (parameters and inputs: the values
+// callers ask for), when nothing consumes it (outputs), when a Read does,
+// and, at inference, when it is not 4-d (a latent code, say). Read any other
+// value with gorgonia.Read, as Gorgonia's documentation says: after a run, a
+// node's value may hold anything. The ops check as they run that they run in the planned order;
 // if not (a machine over part of the graph), the plan is dropped and every
 // op keeps a buffer of its own, as before.
 
@@ -183,7 +184,9 @@ func makePlan(g *G.ExprGraph) {
 				keep[i], gorgoLast[i] = true, end
 			}
 		}
-		if consumers == 0 || !training {
+		// Inference graphs share the buffers of intermediate activations
+		// (4-d) only: latent codes and the like, which callers read, stay.
+		if consumers == 0 || (!training && n.Shape().Dims() != 4) {
 			keep[i] = true
 		}
 	}

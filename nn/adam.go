@@ -3,7 +3,10 @@ package nn
 import (
 	"fmt"
 	"math"
+	"runtime"
 	"strconv"
+	"sync"
+	"sync/atomic"
 
 	"github.com/segtool/segtool/nn/safetensors"
 	G "gorgonia.org/gorgonia"
@@ -39,10 +42,14 @@ func (a *Adam) Steps() int { return a.t }
 // zeroes that gradient (Gorgonia accumulates gradients across runs).
 // Parameters for which frozen returns true (frozen may be nil) keep their
 // values and moments; their gradients are zeroed all the same.
+//
+// The update is element by element, so it is split into chunks run on
+// GOMAXPROCS goroutines: the result is the same bits however it is split.
 func (a *Adam) Step(nodes []*G.Node, params []*Param, frozen func(name string) bool) error {
 	a.t++
 	c1 := 1 - math.Pow(a.Beta1, float64(a.t))
 	c2 := 1 - math.Pow(a.Beta2, float64(a.t))
+	var work []adamChunk
 	for i, n := range nodes {
 		p := params[i]
 		gv, err := n.Grad()
@@ -62,30 +69,72 @@ func (a *Adam) Step(nodes []*G.Node, params []*Param, frozen func(name string) b
 			m, v = make([]float64, p.Value.Len()), make([]float64, p.Value.Len())
 			a.m[p.Name], a.v[p.Name] = m, v
 		}
-		switch w := p.Value.Data().(type) {
-		case []float32:
-			g := gt.Data().([]float32)
-			for j := range w {
-				gj := float64(g[j]) + a.WeightDecay*float64(w[j])
-				m[j] = a.Beta1*m[j] + (1-a.Beta1)*gj
-				v[j] = a.Beta2*v[j] + (1-a.Beta2)*gj*gj
-				w[j] -= float32(a.LR * (m[j] / c1) / (math.Sqrt(v[j]/c2) + a.Eps))
-				g[j] = 0
-			}
-		case []float64:
-			g := gt.Data().([]float64)
-			for j := range w {
-				gj := g[j] + a.WeightDecay*w[j]
-				m[j] = a.Beta1*m[j] + (1-a.Beta1)*gj
-				v[j] = a.Beta2*v[j] + (1-a.Beta2)*gj*gj
-				w[j] -= a.LR * (m[j] / c1) / (math.Sqrt(v[j]/c2) + a.Eps)
-				g[j] = 0
-			}
+		switch p.Value.Data().(type) {
+		case []float32, []float64:
 		default:
 			return fmt.Errorf("adam: %s: unsupported dtype %v", p.Name, p.Value.Dtype())
 		}
+		if gt.Dtype() != p.Value.Dtype() || gt.Len() != len(m) {
+			return fmt.Errorf("adam: %s: gradient is %v x %d, the parameter %v x %d", p.Name, gt.Dtype(), gt.Len(), p.Value.Dtype(), len(m))
+		}
+		for lo := 0; lo < len(m); lo += adamChunkLen {
+			work = append(work, adamChunk{w: p.Value.Data(), g: gt.Data(), m: m, v: v, lo: lo, hi: min(lo+adamChunkLen, len(m))})
+		}
 	}
+	workers := min(runtime.GOMAXPROCS(0), len(work))
+	if workers <= 1 {
+		for _, c := range work {
+			a.update(c, c1, c2)
+		}
+		return nil
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for k := int(next.Add(1)) - 1; k < len(work); k = int(next.Add(1)) - 1 {
+				a.update(work[k], c1, c2)
+			}
+		})
+	}
+	wg.Wait()
 	return nil
+}
+
+// adamChunkLen is the number of values one goroutine updates at a time:
+// large enough to amortise the hand-off, small enough to balance two cores
+// over parameters of very different sizes.
+const adamChunkLen = 1 << 15
+
+// adamChunk is the range [lo, hi) of one parameter, its gradient and moments.
+type adamChunk struct {
+	w, g   any // []float32 or []float64, the same type
+	m, v   []float64
+	lo, hi int
+}
+
+func (a *Adam) update(c adamChunk, c1, c2 float64) {
+	m, v := c.m[c.lo:c.hi], c.v[c.lo:c.hi]
+	switch w := c.w.(type) {
+	case []float32:
+		w, g := w[c.lo:c.hi], c.g.([]float32)[c.lo:c.hi]
+		for j := range w {
+			gj := float64(g[j]) + a.WeightDecay*float64(w[j])
+			m[j] = a.Beta1*m[j] + (1-a.Beta1)*gj
+			v[j] = a.Beta2*v[j] + (1-a.Beta2)*gj*gj
+			w[j] -= float32(a.LR * (m[j] / c1) / (math.Sqrt(v[j]/c2) + a.Eps))
+			g[j] = 0
+		}
+	case []float64:
+		w, g := w[c.lo:c.hi], c.g.([]float64)[c.lo:c.hi]
+		for j := range w {
+			gj := g[j] + a.WeightDecay*w[j]
+			m[j] = a.Beta1*m[j] + (1-a.Beta1)*gj
+			v[j] = a.Beta2*v[j] + (1-a.Beta2)*gj*gj
+			w[j] -= a.LR * (m[j] / c1) / (math.Sqrt(v[j]/c2) + a.Eps)
+			g[j] = 0
+		}
+	}
 }
 
 // tensors returns the moments for saving, as m.NAME and v.NAME.

@@ -27,7 +27,7 @@ With --classes-from, masks are checked against the config's class table
 it the classes are inferred from the masks. The exit status is 1 when any
 problem is found, so the command can guard a training script.`,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "classes-from", Usage: "take the class table, ignore index and mask encoding from this YAML `CONFIG` (its data.classes, data.ignore_index, data.mask_encoding)"},
+			&cli.StringFlag{Name: "classes-from", Aliases: []string{"config", "c"}, Usage: "take the class table, ignore index and mask encoding from this YAML `CONFIG` (its data.classes, data.ignore_index, data.mask_encoding)"},
 			&cli.StringFlag{Name: "encoding", Usage: "mask encoding: auto, index, palette, rgb or binary", DefaultText: "the config's, else auto"},
 			&cli.IntFlag{Name: "ignore-index", Value: -1, Usage: "label left out of the histogram and weights (-1: none)", DefaultText: "the config's, else -1"},
 			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},

@@ -123,19 +123,21 @@ func labelMatFrom(lab []uint16, h, w int, offset uint16) (gocv.Mat, error) {
 }
 
 // augmentGeometry applies the flips, zoom and turn of p to an image (8-bit
-// interleaved, c channels) and its labels, both h x w, and returns new
-// slices (the inputs are left alone). The image is interpolated bilinearly
-// and the labels by nearest neighbour with the same transform; image pixels
-// brought in from outside are black and label pixels fill.
-func augmentGeometry(img []uint8, c int, lab []uint16, h, w int, p augParams, fill uint16) ([]uint8, []uint16, error) {
-	im, err := matFrom(img, h, w, c)
+// interleaved, c channels) and its labels, both sh x sw, and returns new
+// slices of h x w (the inputs are left alone): the centre of the source
+// lands at the centre of the output, moved by p's shift. The image is
+// interpolated bilinearly and the labels by nearest neighbour with the same
+// transform; image pixels brought in from outside are black and label
+// pixels fill.
+func augmentGeometry(img []uint8, c int, lab []uint16, sh, sw, h, w int, p augParams, fill uint16) ([]uint8, []uint16, error) {
+	im, err := matFrom(img, sh, sw, c)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer im.Close()
 	// Labels are shifted up by one so that 0 can mark "outside the picture"
 	// (warpAffine's border value is 8-bit, too small for a 16-bit ignore).
-	lm, err := labelMatFrom(lab, h, w, 1)
+	lm, err := labelMatFrom(lab, sh, sw, 1)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -152,8 +154,8 @@ func augmentGeometry(img []uint8, c int, lab []uint16, h, w int, p augParams, fi
 		gocv.Flip(lm, &flm, code)
 		src, srcL = fim, flm
 	}
-	if p.geometric() {
-		m := affineMat(p, w, h)
+	if p.geometric() || sh != h || sw != w {
+		m := affineMat(p, sw, sh, w, h)
 		defer m.Close()
 		wim := gocv.NewMat()
 		defer wim.Close()
@@ -205,16 +207,23 @@ func flipCode(h, v bool) (int, bool) {
 	return 0, false
 }
 
-// affineMat is the 2x3 forward map of p: zoom by p.scale and turn by p.angle
-// degrees (counter-clockwise on screen, as OpenCV's getRotationMatrix2D)
-// about the picture's centre, then shift by (tx, ty). The centre is that of
-// the pixel grid, ((w-1)/2, (h-1)/2), so image and labels stay aligned.
-func affineMat(p augParams, w, h int) gocv.Mat {
+// affineMat is the 2x3 forward map of p from a sw x sh source to a w x h
+// output: zoom by p.scale and turn by p.angle degrees (counter-clockwise on
+// screen, as OpenCV's getRotationMatrix2D) about the source's centre, which
+// goes to the output's centre, then shift by (tx, ty). Centres are those of
+// the pixel grids, ((w-1)/2, (h-1)/2), so image and labels stay aligned. A
+// map that only moves the picture moves it by whole pixels.
+func affineMat(p augParams, sw, sh, w, h int) gocv.Mat {
+	sx, sy := float64(sw-1)/2, float64(sh-1)/2
 	cx, cy := float64(w-1)/2, float64(h-1)/2
 	sin, cos := math.Sincos(p.angle * math.Pi / 180)
 	a, b := p.scale*cos, p.scale*sin
 	m := gocv.NewMatWithSize(2, 3, gocv.MatTypeCV64F)
-	vals := [6]float64{a, b, (1-a)*cx - b*cy + p.tx, -b, a, b*cx + (1-a)*cy + p.ty}
+	vals := [6]float64{a, b, cx - a*sx - b*sy + p.tx, -b, a, cy + b*sx - a*sy + p.ty}
+	if p.scale == 1 && p.angle == 0 {
+		// A plain crop (or pad) moves by whole pixels: no blur.
+		vals[2], vals[5] = math.Round(vals[2]), math.Round(vals[5])
+	}
 	for k, v := range vals {
 		m.SetDoubleAt(k/3, k%3, v)
 	}

@@ -289,3 +289,96 @@ func TestLabelledConcurrentUse(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// squareSetAt is squareSet drawn at k times its size (k*32 x k*24).
+func squareSetAt(t *testing.T, k int) string {
+	t.Helper()
+	w, h := 32*k, 24*k
+	dir := t.TempDir()
+	img := make([]uint8, 3*w*h)
+	mask := make([]uint8, w*h)
+	for y := 4 * k; y < 14*k; y++ {
+		for x := 6 * k; x < 18*k; x++ {
+			mask[y*w+x] = 1
+			img[3*(y*w+x)], img[3*(y*w+x)+1], img[3*(y*w+x)+2] = 255, 255, 255
+		}
+	}
+	writeTestPNG(t, filepath.Join(dir, "images"), "sq.png", img, w, h, 3)
+	writeTestPNG(t, filepath.Join(dir, "masks"), "sq.png", mask, w, h, 1)
+	return dir
+}
+
+// With pairs larger than the training size a zoom starts from the pair's
+// own size: image and mask stay aligned, and zoomed in, detail averaged away
+// at the training size comes back (stripes one pixel wide at 128x96 are a
+// flat grey at 32x24, and stripes again when zoomed in four times).
+func TestAugmentZoomsFromTheNativeSize(t *testing.T) {
+	dir := squareSetAt(t, 3)
+	aug := &Augment{HFlip: true, ScaleMin: 0.6, ScaleMax: 1.6, Rotate: 30}
+	for _, cache := range []int64{0, -1} {
+		l, err := OpenLabelled(dir, LabelledOptions{Classes: twoClasses, Augment: aug, Height: 24, Width: 32, CacheBytes: cache})
+		require.NoError(t, err)
+		changed := 0
+		for seed := range uint64(30) {
+			img, mask, err := l.Get(0, seed)
+			require.NoError(t, err)
+			require.Len(t, img, 3*24*32)
+			for i, m := range mask {
+				switch m {
+				case 1:
+					require.GreaterOrEqual(t, img[i], float32(0.2), "seed %d pixel %d: mask says square, image is dark", seed, i)
+				case 0, 7:
+					require.LessOrEqual(t, img[i], float32(0.8), "seed %d pixel %d: mask says background, image is bright", seed, i)
+				default:
+					t.Fatalf("seed %d: label %d", seed, m)
+				}
+			}
+			if !equalInt32(mask, labelsOf(t, dir)) {
+				changed++
+			}
+		}
+		assert.Greater(t, changed, 20)
+	}
+
+	stripes := t.TempDir()
+	const w, h = 128, 96
+	img := make([]uint8, 3*w*h)
+	for i := range w * h {
+		if i%2 == 1 {
+			img[3*i], img[3*i+1], img[3*i+2] = 255, 255, 255
+		}
+	}
+	writeTestPNG(t, filepath.Join(stripes, "images"), "s.png", img, w, h, 3)
+	writeTestPNG(t, filepath.Join(stripes, "masks"), "s.png", solid(w, h, 1), w, h, 1)
+	spread := func(x []float32) float64 {
+		var lo, hi float32 = 1, 0
+		for _, v := range x[:w/4*h/4] {
+			lo, hi = min(lo, v), max(hi, v)
+		}
+		return float64(hi - lo)
+	}
+	plain, err := OpenLabelled(stripes, LabelledOptions{Classes: twoClasses, Height: h / 4, Width: w / 4})
+	require.NoError(t, err)
+	x, _, err := plain.Get(0, 0)
+	require.NoError(t, err)
+	assert.Less(t, spread(x), 0.05, "at the training size the stripes average to grey")
+	zoom, err := OpenLabelled(stripes, LabelledOptions{Classes: twoClasses, Height: h / 4, Width: w / 4,
+		Augment: &Augment{ScaleMin: 4, ScaleMax: 4}})
+	require.NoError(t, err)
+	x, mask, err := zoom.Get(0, 3)
+	require.NoError(t, err)
+	assert.Greater(t, spread(x), 0.9, "zoomed in four times, the stripes are back")
+	for _, m := range mask {
+		require.Equal(t, int32(1), m, "zoomed in, every pixel is in the picture")
+	}
+}
+
+// labelsOf is the unaugmented mask of the one pair in dir at 32x24.
+func labelsOf(t *testing.T, dir string) []int32 {
+	t.Helper()
+	l, err := OpenLabelled(dir, LabelledOptions{Classes: twoClasses, Height: 24, Width: 32})
+	require.NoError(t, err)
+	_, m, err := l.Get(0, 0)
+	require.NoError(t, err)
+	return m
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"image"
 	"io"
+	"math"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -50,7 +51,8 @@ type LabelledOptions struct {
 	// Warn is where SkipBad's warnings go; nil: os.Stderr.
 	Warn io.Writer
 	// CacheBytes bounds the decoded data kept in memory (images and masks at
-	// the training size, and at their own size once Native has read them);
+	// the training size, and at their own size once Native or a zoom of the
+	// augmentation has read them);
 	// 0 means DefaultCacheBytes (4 GiB), negative: no caching.
 	CacheBytes int64
 }
@@ -548,9 +550,22 @@ func (l *Labelled) Get(i int, seed uint64) ([]float32, []int32, error) {
 		return bytesToCHW(img, l.c, plane), labelsToInt32(lab), nil
 	}
 	p := l.aug.draw(augRand(seed, i), l.w, l.h)
-	if p.hflip || p.vflip || p.geometric() {
+	sh, sw := l.h, l.w // the size of img and lab
+	if nh, nw := l.nativeSize[i][0], l.nativeSize[i][1]; p.scale != 1 && (nh != l.h || nw != l.w) {
+		// A zoom starts from the pair at its own size, resized once to the
+		// zoomed size (pixel-area averaging when shrinking, as for the
+		// training size; nearest for the labels): zooming into the copy at
+		// the training size would enlarge pixels already averaged away, so
+		// zoomed-in samples would be blurrier than anything seen at test time.
 		var err error
-		if img, lab, err = augmentGeometry(img, l.c, lab, l.h, l.w, p, l.fill); err != nil {
+		if img, lab, sh, sw, err = l.zoomed(i, p.scale); err != nil {
+			return nil, nil, err
+		}
+		p.scale = 1
+	}
+	if p.hflip || p.vflip || p.geometric() || sh != l.h || sw != l.w {
+		var err error
+		if img, lab, err = augmentGeometry(img, l.c, lab, sh, sw, l.h, l.w, p, l.fill); err != nil {
 			return nil, nil, fmt.Errorf("augment %s: %w", l.pairs[i].image, err)
 		}
 	}
@@ -567,28 +582,64 @@ func (l *Labelled) Native(i int) (img []float32, h, w int, mask []int32, err err
 	if err := l.checkIndex(i); err != nil {
 		return nil, 0, 0, nil, err
 	}
+	pix, lab, err := l.nativeBytes(i)
+	if err != nil {
+		return nil, 0, 0, nil, err
+	}
 	h, w = l.nativeSize[i][0], l.nativeSize[i][1]
-	var pix []uint8
-	var lab []uint16
+	return bytesToCHW(pix, l.c, h*w), h, w, labelsToInt32(lab), nil
+}
+
+// nativeBytes is pair i at its own size as decoded: interleaved 8-bit
+// pixels and labels, shared with the cache (not to be modified).
+func (l *Labelled) nativeBytes(i int) ([]uint8, []uint16, error) {
+	h, w := l.nativeSize[i][0], l.nativeSize[i][1]
 	if nc := l.native; nc != nil {
 		nc.mu.Lock()
-		pix, lab = nc.imgs[i], nc.masks[i]
+		pix, lab := nc.imgs[i], nc.masks[i]
+		nc.mu.Unlock()
+		if pix != nil {
+			return pix, lab, nil
+		}
+	}
+	r, err := l.load(l.pairs[i], 0, 0, false, true)
+	if err != nil {
+		return nil, nil, err
+	}
+	if r.nh != h || r.nw != w {
+		return nil, nil, errors.New("labelled data: " + l.pairs[i].image + " changed size since it was opened")
+	}
+	if nc := l.native; nc != nil {
+		nc.mu.Lock()
+		nc.imgs[i], nc.masks[i] = r.img, r.lab
 		nc.mu.Unlock()
 	}
-	if pix == nil {
-		r, err := l.load(l.pairs[i], 0, 0, false, true)
-		if err != nil {
-			return nil, 0, 0, nil, err
-		}
-		if r.nh != h || r.nw != w {
-			return nil, 0, 0, nil, errors.New("labelled data: " + l.pairs[i].image + " changed size since it was opened")
-		}
-		pix, lab = r.img, r.lab
-		if nc := l.native; nc != nil {
-			nc.mu.Lock()
-			nc.imgs[i], nc.masks[i] = pix, lab
-			nc.mu.Unlock()
-		}
+	return r.img, r.lab, nil
+}
+
+// zoomed is pair i resized from its own size to the training size times
+// scale (at least 1x1): the image by area averaging when shrinking and
+// bilinearly when enlarging, the labels by nearest neighbour.
+func (l *Labelled) zoomed(i int, scale float64) ([]uint8, []uint16, int, int, error) {
+	pix, lab, err := l.nativeBytes(i)
+	if err != nil {
+		return nil, nil, 0, 0, err
 	}
-	return bytesToCHW(pix, l.c, h*w), h, w, labelsToInt32(lab), nil
+	nh, nw := l.nativeSize[i][0], l.nativeSize[i][1]
+	sh := max(1, int(math.Round(float64(l.h)*scale)))
+	sw := max(1, int(math.Round(float64(l.w)*scale)))
+	m, err := matFrom(pix, nh, nw, l.c)
+	if err != nil {
+		return nil, nil, 0, 0, err
+	}
+	defer m.Close()
+	img, err := resizedBytes(l.pairs[i].image, m, sh, sw, l.c)
+	if err != nil {
+		return nil, nil, 0, 0, err
+	}
+	zl, err := resizeLabels(lab, nh, nw, sh, sw)
+	if err != nil {
+		return nil, nil, 0, 0, fmt.Errorf("mask %s: %w", l.pairs[i].mask, err)
+	}
+	return img, zl, sh, sw, nil
 }

@@ -222,10 +222,15 @@ func newSegJob(cfg *Config) (*trainJob, error) {
 // writeSegReport scores m on ds and writes the table, the confusion matrix
 // image and a grid of predictions into dir.
 func writeSegReport(ctx context.Context, w interface{ Write([]byte) (int, error) }, m *seg.Model, ds nn.Dataset, dir, name string) error {
-	const shown = 8
+	// Eight images spread evenly over the set: consecutive ones are often
+	// frames of one scene (CamVid's are).
+	show := map[int]bool{}
+	for k := range min(8, ds.Len()) {
+		show[k*ds.Len()/min(8, ds.Len())] = true
+	}
 	var grid []predictionTile
 	cm, err := seg.Evaluate(ctx, m, ds, 8, func(i int, pred []int32, h, w int) {
-		if i < shown {
+		if show[i] {
 			grid = append(grid, predictionTile{i: i, pred: pred, h: h, w: w})
 		}
 	})

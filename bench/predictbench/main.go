@@ -29,6 +29,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/segtool/segtool/datasets"
 	"github.com/segtool/segtool/nn"
@@ -109,22 +110,26 @@ func run(o options, w io.Writer) error {
 	fmt.Fprintf(w, "masks: segtool and the peer agree on %.4f%% of the pixels of %d frames\n", 100*agree, frames)
 
 	fps := make([][]float64, len(runners))
+	wall := make([][]float64, len(runners))
 	for r := range o.rounds {
 		for i, rn := range runners {
+			t0 := time.Now()
 			f, err := rn.run("")
 			if err != nil {
 				return err
 			}
 			fps[i] = append(fps[i], f)
-			fmt.Fprintf(w, "round %d: %-26s %6.2f frames/s\n", r+1, rn.name, f)
+			wall[i] = append(wall[i], time.Since(t0).Seconds())
+			fmt.Fprintf(w, "round %d: %-26s %6.2f frames/s, %5.1f s in all\n", r+1, rn.name, f, wall[i][len(wall[i])-1])
 		}
 	}
-	fmt.Fprintf(w, "\n| %s (%d rounds, batch %d) | frames/s, median | range |\n| --- | --- | --- |\n", what, o.rounds, o.batch)
+	fmt.Fprintf(w, "\n| %s (%d rounds, batch %d) | frames/s, median | range | whole command, s |\n| --- | --- | --- | --- |\n", what, o.rounds, o.batch)
 	med := make([]float64, len(runners))
 	for i, rn := range runners {
 		med[i] = median(fps[i])
-		fmt.Fprintf(w, "| %s | %.2f | %.2f - %.2f |\n", rn.name, med[i], slices.Min(fps[i]), slices.Max(fps[i]))
+		fmt.Fprintf(w, "| %s | %.2f | %.2f - %.2f | %.1f |\n", rn.name, med[i], slices.Min(fps[i]), slices.Max(fps[i]), median(wall[i]))
 	}
+	fmt.Fprintln(w, "\nframes/s as each tool reports it: from the first frame read to the output closed (model loading and, for the peer, importing torch are outside it; the last column has them)")
 	best := max(med[1], med[2])
 	fmt.Fprintf(w, "\nsegtool / peer at its faster thread count: %.2fx (%.2fx against one thread, %.2fx against two)\n",
 		med[0]/best, med[0]/med[1], med[0]/med[2])
@@ -215,9 +220,15 @@ func (o options) runPeer(threads int, masks string) (float64, error) {
 // compareMasks reads the grey class masks NNNNNN.png both tools wrote and
 // returns the fraction of pixels with the same class.
 func compareMasks(a, b string) (float64, int, error) {
-	names, err := filepath.Glob(filepath.Join(a, "[0-9]*.png"))
+	all, err := filepath.Glob(filepath.Join(a, "[0-9]*.png"))
 	if err != nil {
 		return 0, 0, err
+	}
+	var names []string
+	for _, n := range all {
+		if !strings.HasSuffix(n, "_color.png") { // segtool's colour masks beside the class masks
+			names = append(names, n)
+		}
 	}
 	if len(names) == 0 {
 		return 0, 0, fmt.Errorf("segtool wrote no masks in %s", a)

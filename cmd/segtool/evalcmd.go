@@ -38,7 +38,8 @@ func reconstructCommand() *cli.Command {
 			if c.Int("n") < 1 {
 				return fmt.Errorf("--n must be at least 1")
 			}
-			if err := writeReconstructionGrid(m, ds, c.Int("n"), c.String("out")); err != nil {
+			shape := imageShape{cfg.InChannels, cfg.Height, cfg.Width}
+			if err := writeReconGrid(m.Reconstruct, shape, ds, c.Int("n"), c.String("out")); err != nil {
 				return err
 			}
 			fmt.Fprintln(c.App.Writer, c.String("out"))

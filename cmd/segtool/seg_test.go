@@ -187,3 +187,18 @@ func TestSegAutoClassWeights(t *testing.T) {
 		assert.Greater(t, v, w[0])
 	}
 }
+
+func TestEvalBatchBoundsValidationMemory(t *testing.T) {
+	for _, c := range []struct{ h, w, batch, want int }{
+		{28, 28, 32, 64},   // MNIST: large batches
+		{64, 64, 4, 16},    // the shapes demo
+		{192, 256, 8, 8},   // CamVid: the training batch
+		{192, 256, 32, 32}, // what trains fits
+		{512, 512, 2, 2},
+		{8, 8, 128, 64},
+	} {
+		cfg := &Config{}
+		cfg.Data.Height, cfg.Data.Width, cfg.Train.Batch = c.h, c.w, c.batch
+		assert.Equal(t, c.want, evalBatch(cfg), "%dx%d, training batch %d", c.h, c.w, c.batch)
+	}
+}

@@ -203,3 +203,13 @@ func writeFileAtomic(path string, b []byte) error {
 	}
 	return os.Rename(f.Name(), path)
 }
+
+// evalBatch is the batch size of validation: up to 64 images of 32x32
+// pixels' worth (small images evaluate fastest in large batches), but never
+// more than 64 images, nor fewer than the training batch: an inference graph
+// holds its batch's activations, so 64 images of 256x192 would take 1.7 GB
+// where the training batch is known to fit.
+func evalBatch(cfg *Config) int {
+	px := max(1, cfg.Data.Height*cfg.Data.Width)
+	return min(64, max(cfg.Train.Batch, 64*32*32/px))
+}

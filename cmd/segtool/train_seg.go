@@ -188,7 +188,7 @@ func newSegJob(cfg *Config) (*trainJob, error) {
 		return nil, err
 	}
 	model.Info = map[string]string{"segtool.train_data": absSpec(cfg.Data.Train), "segtool.run": cfg.Name}
-	job := &trainJob{store: model.Store, task: &seg.Task{Model: model, EvalBatch: 8}, train: train, val: val,
+	job := &trainJob{store: model.Store, task: &seg.Task{Model: model, EvalBatch: evalBatch(cfg)}, train: train, val: val,
 		close: model.Close}
 	if path := cfg.Model.InitEncoder; path != "" {
 		f, err := nn.ReadModel(path, "ae", "vae", "seg")

@@ -53,7 +53,7 @@ func newVAEJob(cfg *Config) (*trainJob, error) {
 	}
 	model.Info = map[string]string{"segtool.train_data": absSpec(cfg.Data.Train), "segtool.run": cfg.Name}
 	return &trainJob{
-		store: model.Store, task: &vae.Task{Model: model, EvalBatch: 64}, train: train, val: val,
+		store: model.Store, task: &vae.Task{Model: model, EvalBatch: evalBatch(cfg)}, train: train, val: val,
 		close: model.Close,
 		after: func(c *cli.Context, res *nn.Result, runDir string) error {
 			best, err := vae.Load(res.BestPath)
@@ -63,7 +63,7 @@ func newVAEJob(cfg *Config) (*trainJob, error) {
 			defer best.Close()
 			shape := imageShape{best.Config.InChannels, best.Config.Height, best.Config.Width}
 			grid := filepath.Join(runDir, "reconstructions.png")
-			if err := writeReconGrid(best.Reconstruct, shape, val, 16, grid); err != nil {
+			if err := writeReconGrid(best.Reconstruct, shape, spread(val, 16), 16, grid); err != nil {
 				return err
 			}
 			samples := filepath.Join(runDir, "samples.png")
@@ -95,8 +95,8 @@ func writeTiles(path string, imgs []float32, s imageShape, cols int) error {
 	return datasets.WriteGrid(path, tiles, s.c, s.h, s.w, cols, gridScale(s.h))
 }
 
-// writeReconGrid writes up to n images of ds in rows of 8 with their
-// reconstructions in the row below.
+// writeReconGrid writes the first n images of ds (or all, if fewer) in rows
+// of 8, each row above the row of their reconstructions by recon.
 func writeReconGrid(recon func(x []float32, n int) ([]float32, error), s imageShape, ds nn.Dataset, n int, path string) error {
 	n = min(n, ds.Len())
 	if n == 0 {
@@ -130,4 +130,28 @@ func writeReconGrid(recon func(x []float32, n int) ([]float32, error), s imageSh
 		}
 	}
 	return datasets.WriteGrid(path, tiles, s.c, s.h, s.w, cols, gridScale(s.h))
+}
+
+// spread is a view of n images of ds spread evenly over it (all of them when
+// it has no more), for the pictures of a run: consecutive images are often
+// frames of one scene.
+func spread(ds nn.Dataset, n int) nn.Dataset {
+	if ds.Len() <= n {
+		return ds
+	}
+	idx := make([]int, n)
+	for k := range idx {
+		idx[k] = k * ds.Len() / n
+	}
+	return pick{ds, idx}
+}
+
+type pick struct {
+	nn.Dataset
+	idx []int
+}
+
+func (p pick) Len() int { return len(p.idx) }
+func (p pick) Get(i int, seed uint64) ([]float32, []int32, error) {
+	return p.Dataset.Get(p.idx[i], seed)
 }

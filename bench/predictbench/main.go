@@ -31,6 +31,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/segtool/segtool/bench/internal/stats"
 	"github.com/segtool/segtool/datasets"
 	"github.com/segtool/segtool/nn"
 	"github.com/segtool/segtool/seg"
@@ -126,14 +127,14 @@ func run(o options, w io.Writer) error {
 	fmt.Fprintf(w, "\n| %s (%d rounds, batch %d) | frames/s, median | range | whole command, s |\n| --- | --- | --- | --- |\n", what, o.rounds, o.batch)
 	med := make([]float64, len(runners))
 	for i, rn := range runners {
-		med[i] = median(fps[i])
-		fmt.Fprintf(w, "| %s | %.2f | %.2f - %.2f | %.1f |\n", rn.name, med[i], slices.Min(fps[i]), slices.Max(fps[i]), median(wall[i]))
+		med[i] = stats.Median(fps[i])
+		fmt.Fprintf(w, "| %s | %.2f | %.2f - %.2f | %.1f |\n", rn.name, med[i], slices.Min(fps[i]), slices.Max(fps[i]), stats.Median(wall[i]))
 	}
 	fmt.Fprintln(w, "\nframes/s as each tool reports it: from the first frame read to the output closed (model loading and, for the peer, importing torch are outside it; the last column has them)")
 	best := max(med[1], med[2])
 	fmt.Fprintf(w, "\nsegtool / peer at its faster thread count: %.2fx (%.2fx against one thread, %.2fx against two)\n",
 		med[0]/best, med[0]/med[1], med[0]/med[2])
-	fmt.Fprintf(w, "load average: %s\n", loadavg())
+	fmt.Fprintf(w, "load average: %s\n", stats.LoadAvg())
 	return nil
 }
 
@@ -278,26 +279,4 @@ func readGrey(path string) (*image.Gray, error) {
 		}
 	}
 	return g, nil
-}
-
-func median(v []float64) float64 {
-	s := slices.Clone(v)
-	slices.Sort(s)
-	n := len(s)
-	if n%2 == 1 {
-		return s[n/2]
-	}
-	return (s[n/2-1] + s[n/2]) / 2
-}
-
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "unknown"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "unknown"
-	}
-	return strings.Join(f[:3], " ")
 }

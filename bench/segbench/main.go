@@ -23,11 +23,11 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"slices"
-	"sort"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/segtool/segtool/bench/internal/stats"
 	"github.com/segtool/segtool/nn"
 	"github.com/segtool/segtool/nn/ops"
 )
@@ -132,18 +132,6 @@ func peakRSSMB() float64 {
 	return float64(ru.Maxrss) / 1024 // KiB on Linux
 }
 
-func median(v []float64) float64 {
-	s := slices.Clone(v)
-	sort.Float64s(s)
-	if len(s) == 0 {
-		return 0
-	}
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
 // measureGo runs segtool's side in this process.
 func measureGo(o options, norm string) (*Result, error) {
 	runtime.GOMAXPROCS(o.threads)
@@ -192,7 +180,7 @@ func measureGo(o options, norm string) (*Result, error) {
 	runtime.ReadMemStats(&ms1)
 	res.AllocMBPerStep = float64(ms1.TotalAlloc-ms0.TotalAlloc) / float64(o.steps) / (1 << 20)
 	res.GCPerStep = float64(ms1.NumGC-ms0.NumGC) / float64(o.steps)
-	res.TrainMs, res.TrainMin = median(train), slices.Min(train)
+	res.TrainMs, res.TrainMin = stats.Median(train), slices.Min(train)
 
 	runner := newRunner(store, net)
 	defer runner.Close()
@@ -206,7 +194,7 @@ func measureGo(o options, norm string) (*Result, error) {
 			infer = append(infer, float64(time.Since(t0).Microseconds())/1e3)
 		}
 	}
-	res.InferMs, res.InferMin = median(infer), slices.Min(infer)
+	res.InferMs, res.InferMin = stats.Median(infer), slices.Min(infer)
 	res.PeakRSSMB = peakRSSMB()
 
 	if o.profiles > 0 {
@@ -267,18 +255,6 @@ func runChild(cmd *exec.Cmd) (*Result, error) {
 	return &r, nil
 }
 
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
-}
-
 // table runs every measurement in child processes, taking turns, and prints
 // the comparison.
 func table(o options, norms []string, w io.Writer) error {
@@ -289,7 +265,7 @@ func table(o options, norms []string, w io.Writer) error {
 	if _, err := exec.LookPath(o.python); err != nil {
 		return fmt.Errorf("no %s: PyTorch's side needs Debian's python3-torch (make bench installs it)", o.python)
 	}
-	startLoad := loadavg()
+	startLoad := stats.LoadAvg()
 	start := time.Now()
 	results := map[string][]*Result{} // impl/norm -> rounds
 	for r := 0; r < o.rounds; r++ {
@@ -313,7 +289,7 @@ func table(o options, norms []string, w io.Writer) error {
 	}
 	fmt.Fprintf(w, "U-Net base 16 depth 4, batch %d x 3 x %d x %d, 4 classes, softmax CE + Adam, %d threads; %d timed steps after %d warm-up, %d round(s)\n",
 		o.batch, o.size, o.size, o.threads, o.steps, o.warmup, o.rounds)
-	fmt.Fprintf(w, "load average before: %s, after: %s (%s)\n", startLoad, loadavg(), time.Since(start).Round(time.Second))
+	fmt.Fprintf(w, "load average before: %s, after: %s (%s)\n", startLoad, stats.LoadAvg(), time.Since(start).Round(time.Second))
 	var g0, t0 *Result
 	if rs := results["go/"+norms[0]]; len(rs) > 0 {
 		g0 = rs[0]
@@ -385,7 +361,7 @@ func summarise(rs []*Result) Result {
 		in = append(in, r.InferMs)
 		s.PeakRSSMB = max(s.PeakRSSMB, r.PeakRSSMB)
 	}
-	s.TrainMs, s.InferMs = median(tr), median(in)
+	s.TrainMs, s.InferMs = stats.Median(tr), stats.Median(in)
 	for _, r := range rs {
 		s.TrainMin, s.InferMin = min(s.TrainMin, r.TrainMin), min(s.InferMin, r.InferMin)
 	}

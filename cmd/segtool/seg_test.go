@@ -202,3 +202,21 @@ func TestEvalBatchBoundsValidationMemory(t *testing.T) {
 		assert.Equal(t, c.want, evalBatch(cfg), "%dx%d, training batch %d", c.h, c.w, c.batch)
 	}
 }
+
+// Every config shipped in configs/ reads strictly, fills its defaults and
+// validates, model included (the data need not be there). Model checks exist
+// for the ae, vae and seg tasks.
+func TestShippedConfigsAreValid(t *testing.T) {
+	paths, err := filepath.Glob("../../configs/*.yaml")
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, len(paths), 10)
+	for _, p := range paths {
+		cfg, err := LoadConfig(p)
+		require.NoError(t, err, p)
+		if cfg.Data.Train == "" {
+			cfg.Data.Train = "DIR" // the configs for any folder take it from --data
+		}
+		cfg.Defaults()
+		require.NoError(t, cfg.Validate(), p)
+	}
+}

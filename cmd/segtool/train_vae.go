@@ -14,6 +14,10 @@ import (
 func init() {
 	trainers[vae.Kind] = newVAEJob
 	evaluators[vae.Kind] = evalVAE
+	modelChecks[vae.Kind] = func(c *Config) error {
+		_, err := c.VAEConfig() // its errors name the model key
+		return err
+	}
 }
 
 // VAEConfig is the variational auto-encoder the config describes.

@@ -266,6 +266,10 @@ func OpenLabelled(spec string, opt LabelledOptions) (*Labelled, error) {
 	if trainBytes+nativeBytes <= opt.CacheBytes {
 		l.native = &nativeCache{imgs: make([][]uint8, len(l.pairs)), masks: make([][]uint16, len(l.pairs))}
 	}
+	if l.skipped > 0 {
+		// one count after the warnings, which can run to pages
+		fmt.Fprintf(opt.Warn, "warning: %s: %d bad file(s) or pair(s) skipped (--skip-bad), %d pairs used\n", spec, l.skipped, len(l.pairs))
+	}
 	return l, nil
 }
 

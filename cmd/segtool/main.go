@@ -54,7 +54,7 @@ func main() {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	app := &cli.App{
 		Name:    "segtool",
-		Usage:   "train and run encoder-decoder models (auto-encoder, segmenter) on your images",
+		Usage:   "train and run encoder-decoder models (auto-encoder, VAE, U-Net segmenter) on your images",
 		Version: version,
 		Commands: []*cli.Command{
 			trainCommand(),
@@ -74,7 +74,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		Writer:         stdout,
 		ErrWriter:      stderr,
 	}
-	err := app.RunContext(ctx, args)
+	err := app.RunContext(ctx, flagsFirst(app, args))
 	if err == nil {
 		return 0
 	}
@@ -104,7 +104,7 @@ func guard(action cli.ActionFunc) cli.ActionFunc {
 			}
 		}()
 		if c.NArg() > 0 && c.Command.ArgsUsage == "" {
-			return fmt.Errorf("%s: unexpected argument %q (options go before it as --name value)", c.Command.Name, c.Args().First())
+			return fmt.Errorf("%s: unexpected argument %q (this command takes options only, each as --name value)", c.Command.Name, c.Args().First())
 		}
 		return action(c)
 	}

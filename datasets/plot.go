@@ -86,17 +86,5 @@ func WriteConfusion(path string, m [][]float64, names []string) error {
 			gocv.PutText(&img, string(ch), image.Pt(left+p*cell+cell/2-5, 30+j*7), font, 0.3, black, 1)
 		}
 	}
-	rgb, err := img.ToImage()
-	if err != nil {
-		return fmt.Errorf("confusion image %s: %w", path, err)
-	}
-	b := rgb.Bounds()
-	pix := make([]uint8, 0, b.Dx()*b.Dy()*3)
-	for y := b.Min.Y; y < b.Max.Y; y++ {
-		for x := b.Min.X; x < b.Max.X; x++ {
-			c := color.RGBAModel.Convert(rgb.At(x, y)).(color.RGBA)
-			pix = append(pix, c.R, c.G, c.B)
-		}
-	}
-	return WritePNG(path, pix, b.Dx(), b.Dy(), 3)
+	return writeMatPNG(path, img)
 }

@@ -2,6 +2,7 @@ package nn
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -246,4 +247,45 @@ func TestScheduledLR(t *testing.T) {
 	_, err := Train(context.Background(), &regressTask{}, NewStore(tensor.Float32, 1), toyData{n: 4, c: 1, h: 4, w: 4}, nil,
 		TrainOptions{Epochs: 1, Batch: 2, LR: 1e-2, RunDir: t.TempDir(), Quiet: true, Schedule: "step"})
 	require.ErrorContains(t, err, `"step"`)
+}
+
+func TestAfterEpochSeesEveryEpoch(t *testing.T) {
+	dir := t.TempDir()
+	var seen [][]float64
+	opt := TrainOptions{Epochs: 2, Batch: 6, LR: 1e-2, Seed: 5, RunDir: dir, Quiet: true,
+		AfterEpoch: func(h []EpochMetrics) error {
+			var epochs []float64
+			for _, m := range h {
+				epochs = append(epochs, m["epoch"])
+				assert.Contains(t, m, "train_loss")
+				assert.Contains(t, m, "val_score")
+			}
+			seen = append(seen, epochs)
+			return nil
+		}}
+	data, val := toyData{n: 20, c: 1, h: 4, w: 4}, toyData{n: 4, c: 1, h: 4, w: 4}
+	_, err := Train(context.Background(), &regressTask{}, NewStore(tensor.Float32, 11), data, val, opt)
+	require.NoError(t, err)
+	opt.Epochs, opt.Resume = 3, true
+	_, err = Train(context.Background(), &regressTask{}, NewStore(tensor.Float32, 11), data, val, opt)
+	require.NoError(t, err)
+	assert.Equal(t, [][]float64{{1}, {1, 2}, {1, 2, 3}}, seen, "a resumed run's history starts at epoch 1")
+
+	opt.Epochs, opt.Resume = 1, false
+	opt.AfterEpoch = func([]EpochMetrics) error { return errors.New("disk full") }
+	_, err = Train(context.Background(), &regressTask{}, NewStore(tensor.Float32, 11), data, val, opt)
+	assert.ErrorContains(t, err, "disk full")
+}
+
+func TestReadMetrics(t *testing.T) {
+	path := filepath.Join(t.TempDir(), MetricsFile)
+	require.NoError(t, os.WriteFile(path, []byte("{\"epoch\":1,\"train_loss\":0.5}\n\n{\"epoch\":2,\"train_loss\":0.25}\n{\"epoch\":3,\"tr"), 0o644))
+	ms, err := ReadMetrics(path)
+	require.NoError(t, err, "a last line cut short is left out")
+	require.Len(t, ms, 2)
+	assert.Equal(t, 0.25, ms[1]["train_loss"])
+
+	require.NoError(t, os.WriteFile(path, []byte("{\"epoch\":1}\nnot json\n{\"epoch\":2}\n"), 0o644))
+	_, err = ReadMetrics(path)
+	assert.ErrorContains(t, err, "line 2")
 }

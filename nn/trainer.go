@@ -1,7 +1,6 @@
 package nn
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -101,6 +100,10 @@ type TrainOptions struct {
 	// epochs: a pretrained encoder is not disturbed while the decoder learns.
 	FreezePrefix string
 	FreezeEpochs int
+	// AfterEpoch, when set, is called after each epoch's line is in
+	// metrics.jsonl, with every epoch's metrics so far (those before a
+	// resume too): the place to draw curves. An error stops training.
+	AfterEpoch func(history []EpochMetrics) error
 }
 
 // ErrInterrupted is returned when the context is cancelled (Ctrl-C): the
@@ -320,6 +323,15 @@ func Train(ctx context.Context, task Task, store *Store, train, val Dataset, opt
 			return nil, err
 		}
 		fmt.Fprintln(log, formatMetrics(m))
+		if opt.AfterEpoch != nil {
+			hist, err := ReadMetrics(filepath.Join(opt.RunDir, MetricsFile))
+			if err != nil {
+				return nil, err
+			}
+			if err := opt.AfterEpoch(hist); err != nil {
+				return nil, err
+			}
+		}
 
 		key := "val_" + bestName
 		if _, ok := m[key]; !ok {
@@ -488,10 +500,36 @@ func appendMetrics(path string, m EpochMetrics) error {
 	return f.Close()
 }
 
-// truncateMetrics keeps the lines of epochs before epoch (a resumed run
+// ReadMetrics reads a run's metrics.jsonl: one EpochMetrics per line, in
+// order. A last line cut short (a run killed while writing it) is left
+// out; any other line that is not a JSON object of numbers is an error.
+func ReadMetrics(path string) ([]EpochMetrics, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	lines := bytes.Split(b, []byte("\n"))
+	var out []EpochMetrics
+	for i, line := range lines {
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		var m EpochMetrics
+		if err := json.Unmarshal(line, &m); err != nil {
+			if i == len(lines)-1 {
+				break // no newline after it: cut short
+			}
+			return nil, fmt.Errorf("%s line %d: %w", path, i+1, err)
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// truncateMetrics keeps the lines of epochs up to epoch (a resumed run
 // rewrites the rest).
 func truncateMetrics(path string, epoch int) error {
-	b, err := os.ReadFile(path)
+	ms, err := ReadMetrics(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
@@ -499,12 +537,13 @@ func truncateMetrics(path string, epoch int) error {
 		return err
 	}
 	var keep bytes.Buffer
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		var m map[string]float64
-		if json.Unmarshal(sc.Bytes(), &m) == nil && int(m["epoch"]) <= epoch {
-			keep.Write(sc.Bytes())
-			keep.WriteByte('\n')
+	for _, m := range ms {
+		if int(m["epoch"]) <= epoch {
+			line, err := json.Marshal(m)
+			if err != nil {
+				return err
+			}
+			keep.Write(append(line, '\n'))
 		}
 	}
 	return os.WriteFile(path, keep.Bytes(), 0o644)

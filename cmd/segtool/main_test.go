@@ -95,7 +95,7 @@ func TestMain(m *testing.M) {
 
 func TestTrainWritesTheRunDirectory(t *testing.T) {
 	setup(t)
-	for _, f := range []string{"config.yaml", "metrics.jsonl", "last.safetensors", "best.safetensors", "state.safetensors", "reconstructions.png"} {
+	for _, f := range []string{"config.yaml", "metrics.jsonl", "last.safetensors", "best.safetensors", "state.safetensors", "reconstructions.png", "curves.png"} {
 		assert.FileExists(t, filepath.Join(fix.run, f))
 	}
 	b, err := os.ReadFile(filepath.Join(fix.run, "metrics.jsonl"))

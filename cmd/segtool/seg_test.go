@@ -56,7 +56,7 @@ func TestSegTrainEvalFromAutoEncoder(t *testing.T) {
 	assert.Contains(t, out, "encoder initialised from")
 	assert.Contains(t, out, "frozen for the first 1 epochs")
 	assert.Contains(t, out, "pixel accuracy")
-	for _, f := range []string{"best.safetensors", "confusion.png", "predictions.png", "metrics.jsonl"} {
+	for _, f := range []string{"best.safetensors", "confusion.png", "predictions.png", "metrics.jsonl", "curves.png"} {
 		assert.FileExists(t, filepath.Join(run, f))
 	}
 	b, err := os.ReadFile(filepath.Join(run, "metrics.jsonl"))

@@ -20,8 +20,9 @@ vae (a variational auto-encoder) or seg (a U-Net segmenter on images with
 masks, optionally starting from an ae/vae encoder: --init-encoder).
 The run directory (runs/<name>, or --out) receives config.yaml, metrics.jsonl,
 last.safetensors, best.safetensors (by validation score), state.safetensors
-(for --resume) and pictures: reconstructions.png (ae, vae), samples.png (vae),
-predictions.png and confusion.png (seg). Ctrl-C saves the run; --resume
+(for --resume) and pictures: curves.png (the metrics by epoch, redrawn after
+each), reconstructions.png (ae, vae), samples.png (vae), predictions.png and
+confusion.png (seg). Ctrl-C saves the run; --resume
 continues it exactly.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "YAML config `FILE` (see configs/)"},
@@ -125,6 +126,13 @@ func runTrain(c *cli.Context) error {
 		Epochs: cfg.Train.Epochs, Batch: cfg.Train.Batch, LR: cfg.Train.LR, WeightDecay: cfg.Train.WeightDecay,
 		Seed: cfg.Train.Seed, RunDir: runDir, Resume: resume, Log: c.App.Writer, Progress: c.App.ErrWriter, Quiet: c.Bool("quiet"),
 		FreezePrefix: job.freezePrefix, FreezeEpochs: job.freezeEpochs, Schedule: cfg.Train.Schedule,
+		AfterEpoch: func(hist []nn.EpochMetrics) error {
+			if err := datasets.WriteCurves(filepath.Join(runDir, curvesFile), curvePanels(cfg, hist)); err != nil {
+				// a picture is not worth stopping a run for
+				fmt.Fprintf(c.App.ErrWriter, "segtool: warning: %v\n", err)
+			}
+			return nil
+		},
 	})
 	if errors.Is(err, nn.ErrInterrupted) {
 		return interruptedError{fmt.Sprintf("interrupted: saved %s; continue with the same command and --resume", res.LastPath)}

@@ -78,7 +78,7 @@ func gridSide(n int) int { return n*(16*gridScale(16)+2) + 2 }
 
 func TestTrainVAEWritesTheRunDirectory(t *testing.T) {
 	setupVAE(t)
-	for _, f := range []string{"config.yaml", "metrics.jsonl", "last.safetensors", "best.safetensors", "state.safetensors", "reconstructions.png", "samples.png"} {
+	for _, f := range []string{"config.yaml", "metrics.jsonl", "last.safetensors", "best.safetensors", "state.safetensors", "reconstructions.png", "samples.png", "curves.png"} {
 		assert.FileExists(t, filepath.Join(vfix.run, f))
 	}
 	b, err := os.ReadFile(filepath.Join(vfix.run, "metrics.jsonl"))

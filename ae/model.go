@@ -49,9 +49,8 @@ func (c Config) Validate() error {
 	if err := c.EncoderConfig.Validate(); err != nil {
 		return err
 	}
-	f := 1 << c.Depth
-	if c.Height < f || c.Width < f || c.Height%f != 0 || c.Width%f != 0 {
-		return fmt.Errorf("height and width (%dx%d) must be positive multiples of 2^depth = %d", c.Height, c.Width, f)
+	if err := c.CheckSize(c.Height, c.Width); err != nil {
+		return err
 	}
 	if c.Latent < 0 {
 		return fmt.Errorf("latent must be >= 0, got %d", c.Latent)
@@ -73,30 +72,22 @@ func (c Config) LossKind() ops.LossKind {
 	return ops.MSE
 }
 
-// bottleneck is the encoder output's shape (channels, height, width).
-func (c Config) bottleneck() (int, int, int) {
-	f := 1 << c.Depth
-	return c.Base << c.Depth, c.Height / f, c.Width / f
-}
-
 // CodeSize is the number of values in one image's code.
 func (c Config) CodeSize() int {
 	if c.Latent > 0 {
 		return c.Latent
 	}
-	bc, bh, bw := c.bottleneck()
+	bc, bh, bw := c.Bottleneck(c.Height, c.Width)
 	return bc * bh * bw
 }
 
-// Net is the auto-encoder built into one graph: encoder.*, to_latent.*,
-// from_latent.*, decoder.* and head.* parameters.
+// Net is the auto-encoder built into one graph: encoder.*, to_latent.*
+// (with a dense code), then the shared nn.LatentDecoder: from_latent.*,
+// decoder.* and head.* parameters.
 type Net struct {
-	cfg        Config
-	Encoder    *nn.Encoder
-	toLatent   *nn.Linear
-	fromLatent *nn.Linear
-	Decoder    *nn.Decoder
-	head       *nn.Conv
+	Encoder  *nn.Encoder
+	toLatent *nn.Linear
+	Decoder  *nn.LatentDecoder
 }
 
 // NewNet builds the network's modules into s.
@@ -104,24 +95,18 @@ func NewNet(s *nn.Scope, cfg Config) (*Net, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	n := &Net{cfg: cfg}
+	n := &Net{}
 	var err error
 	if n.Encoder, err = nn.NewEncoder(s, "encoder", cfg.EncoderConfig); err != nil {
 		return nil, err
 	}
 	if cfg.Latent > 0 {
-		bc, bh, bw := cfg.bottleneck()
+		bc, bh, bw := cfg.Bottleneck(cfg.Height, cfg.Width)
 		if n.toLatent, err = nn.NewLinear(s, "to_latent", bc*bh*bw, cfg.Latent); err != nil {
 			return nil, err
 		}
-		if n.fromLatent, err = nn.NewLinear(s, "from_latent", cfg.Latent, bc*bh*bw); err != nil {
-			return nil, err
-		}
 	}
-	if n.Decoder, err = nn.NewDecoder(s, "decoder", cfg.EncoderConfig); err != nil {
-		return nil, err
-	}
-	if n.head, err = nn.NewConv(s, "head", nn.ConvConfig{In: cfg.Base, Out: cfg.InChannels, Kernel: 1}); err != nil {
+	if n.Decoder, err = nn.NewLatentDecoder(s, cfg.EncoderConfig, cfg.Latent, cfg.Height, cfg.Width); err != nil {
 		return nil, err
 	}
 	return n, nil
@@ -133,38 +118,16 @@ func (n *Net) Encode(x *G.Node) (*G.Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	flat, err := G.Reshape(b, tensor.Shape{x.Shape()[0], b.Shape().TotalSize() / x.Shape()[0]})
-	if err != nil {
-		return nil, err
-	}
-	if n.toLatent == nil {
-		return flat, nil
+	flat, err := nn.Flatten(b)
+	if err != nil || n.toLatent == nil {
+		return flat, err
 	}
 	return n.toLatent.Forward(flat)
 }
 
 // Decode maps codes [N,CodeSize] to output logits (bce) or values (mse)
 // [N,C,H,W].
-func (n *Net) Decode(z *G.Node) (*G.Node, error) {
-	bc, bh, bw := n.cfg.bottleneck()
-	var err error
-	if n.fromLatent != nil {
-		if z, err = n.fromLatent.Forward(z); err != nil {
-			return nil, err
-		}
-		if z, err = ops.ReLU(z); err != nil {
-			return nil, err
-		}
-	}
-	x, err := G.Reshape(z, tensor.Shape{z.Shape()[0], bc, bh, bw})
-	if err != nil {
-		return nil, err
-	}
-	if x, err = n.Decoder.Forward(x); err != nil {
-		return nil, err
-	}
-	return n.head.Forward(x)
-}
+func (n *Net) Decode(z *G.Node) (*G.Node, error) { return n.Decoder.Forward(z) }
 
 // Forward encodes and decodes.
 func (n *Net) Forward(x *G.Node) (*G.Node, error) {
@@ -204,32 +167,32 @@ func New(cfg Config, seed uint64) (*Model, error) {
 }
 
 func (m *Model) init() {
-	m.recon = nn.NewRunner(m.Store, func(s *nn.Scope, n int) (*G.Node, []*G.Node, error) {
+	m.recon = nn.NewRunner(m.Store, func(s *nn.Scope, n int) ([]*G.Node, []*G.Node, error) {
 		net, err := NewNet(s, m.Config)
 		if err != nil {
 			return nil, nil, err
 		}
 		x := s.Input("x", n, m.Config.InChannels, m.Config.Height, m.Config.Width)
 		y, err := net.Forward(x)
-		return x, []*G.Node{y}, err
+		return []*G.Node{x}, []*G.Node{y}, err
 	})
-	m.enc = nn.NewRunner(m.Store, func(s *nn.Scope, n int) (*G.Node, []*G.Node, error) {
+	m.enc = nn.NewRunner(m.Store, func(s *nn.Scope, n int) ([]*G.Node, []*G.Node, error) {
 		net, err := NewNet(s, m.Config)
 		if err != nil {
 			return nil, nil, err
 		}
 		x := s.Input("x", n, m.Config.InChannels, m.Config.Height, m.Config.Width)
 		z, err := net.Encode(x)
-		return x, []*G.Node{z}, err
+		return []*G.Node{x}, []*G.Node{z}, err
 	})
-	m.dec = nn.NewRunner(m.Store, func(s *nn.Scope, n int) (*G.Node, []*G.Node, error) {
+	m.dec = nn.NewRunner(m.Store, func(s *nn.Scope, n int) ([]*G.Node, []*G.Node, error) {
 		net, err := NewNet(s, m.Config)
 		if err != nil {
 			return nil, nil, err
 		}
 		z := s.Input("z", n, m.Config.CodeSize())
 		y, err := net.Decode(z)
-		return z, []*G.Node{y}, err
+		return []*G.Node{z}, []*G.Node{y}, err
 	})
 }
 
@@ -285,7 +248,7 @@ func (m *Model) ImageSize() int {
 // Reconstruct returns the reconstructions of n images (NCHW in [0,1]), in
 // the same space (the sigmoid is applied for a BCE model).
 func (m *Model) Reconstruct(x []float32, n int) ([]float32, error) {
-	out, err := m.recon.Run(x, n)
+	out, err := m.recon.Run(n, x)
 	if err != nil {
 		return nil, err
 	}
@@ -294,7 +257,7 @@ func (m *Model) Reconstruct(x []float32, n int) ([]float32, error) {
 
 // Encode returns the codes of n images, n*CodeSize values.
 func (m *Model) Encode(x []float32, n int) ([]float32, error) {
-	out, err := m.enc.Run(x, n)
+	out, err := m.enc.Run(n, x)
 	if err != nil {
 		return nil, err
 	}
@@ -303,18 +266,11 @@ func (m *Model) Encode(x []float32, n int) ([]float32, error) {
 
 // Decode returns the images of n codes.
 func (m *Model) Decode(z []float32, n int) ([]float32, error) {
-	out, err := m.dec.Run(z, n)
+	out, err := m.dec.Run(n, z)
 	if err != nil {
 		return nil, err
 	}
 	return m.toImage(out[0]), nil
 }
 
-func (m *Model) toImage(y []float32) []float32 {
-	if m.Config.LossKind() == ops.BCEWithLogits {
-		for i, v := range y {
-			y[i] = float32(ops.Sigmoid(float64(v)))
-		}
-	}
-	return y
-}
+func (m *Model) toImage(y []float32) []float32 { return ops.ToImage(m.Config.LossKind(), y) }

@@ -117,7 +117,7 @@ func Evaluate(ctx context.Context, m *Model, ds nn.Dataset, batch int, each func
 			}
 			copy(x[k*size:], img)
 		}
-		logits, err := m.recon.Run(x, n)
+		logits, err := m.recon.Run(n, x)
 		if err != nil {
 			return res, err
 		}

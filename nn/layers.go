@@ -225,6 +225,23 @@ func (c EncoderConfig) Validate() error {
 	return c.Norm.Validate()
 }
 
+// CheckSize is an error unless h x w images fit the encoder as they are:
+// both positive multiples of 2^Depth, which it halves them by.
+func (c EncoderConfig) CheckSize(h, w int) error {
+	f := 1 << c.Depth
+	if h < f || w < f || h%f != 0 || w%f != 0 {
+		return fmt.Errorf("height and width (%dx%d) must be positive multiples of 2^depth = %d", h, w, f)
+	}
+	return nil
+}
+
+// Bottleneck is the shape of the encoder's output for h x w images:
+// channels (Base*2^Depth), height and width (h and w / 2^Depth).
+func (c EncoderConfig) Bottleneck(h, w int) (ch, bh, bw int) {
+	f := 1 << c.Depth
+	return c.Base << c.Depth, h / f, w / f
+}
+
 // Channels lists the width of every level, highest resolution first:
 // Base, 2*Base, ..., Base*2^Depth.
 func (c EncoderConfig) Channels() []int {
@@ -335,6 +352,70 @@ func (d *Decoder) Forward(x *G.Node) (*G.Node, error) {
 
 // OutChannels is the width of the decoder's output (the encoder's Base).
 func (d *Decoder) OutChannels() int { return d.out }
+
+// Flatten reshapes [N, ...] to [N, rest]: an encoder's bottleneck as the
+// input of a dense layer.
+func Flatten(x *G.Node) (*G.Node, error) {
+	n := x.Shape()[0]
+	return G.Reshape(x, tensor.Shape{n, x.Shape().TotalSize() / n})
+}
+
+// LatentDecoder turns codes back into images, the generative half that the
+// auto-encoder and the VAE share: a dense layer (from_latent) and a ReLU up
+// to the encoder's bottleneck, the shared Decoder (decoder.*), and a 1x1
+// head to the image's channels (head.*). With latent 0 the code is the
+// bottleneck itself, flattened, and there is no dense layer.
+type LatentDecoder struct {
+	bc, bh, bw int
+	fromLatent *Linear
+	Decoder    *Decoder
+	head       *Conv
+}
+
+// NewLatentDecoder builds the modules (from_latent, decoder, head, in that
+// order) into s for images of height x width made by an encoder of cfg.
+func NewLatentDecoder(s *Scope, cfg EncoderConfig, latent, height, width int) (*LatentDecoder, error) {
+	if err := cfg.CheckSize(height, width); err != nil {
+		return nil, err
+	}
+	d := &LatentDecoder{}
+	d.bc, d.bh, d.bw = cfg.Bottleneck(height, width)
+	var err error
+	if latent > 0 {
+		if d.fromLatent, err = NewLinear(s, "from_latent", latent, d.bc*d.bh*d.bw); err != nil {
+			return nil, err
+		}
+	}
+	if d.Decoder, err = NewDecoder(s, "decoder", cfg); err != nil {
+		return nil, err
+	}
+	if d.head, err = NewConv(s, "head", ConvConfig{In: cfg.Base, Out: cfg.InChannels, Kernel: 1}); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// Forward maps codes [N, latent] to the head's output [N, C, H, W]: logits
+// for a BCE model, values for an MSE one.
+func (d *LatentDecoder) Forward(z *G.Node) (*G.Node, error) {
+	var err error
+	if d.fromLatent != nil {
+		if z, err = d.fromLatent.Forward(z); err != nil {
+			return nil, fmt.Errorf("from_latent: %w", err)
+		}
+		if z, err = ops.ReLU(z); err != nil {
+			return nil, err
+		}
+	}
+	x, err := G.Reshape(z, tensor.Shape{z.Shape()[0], d.bc, d.bh, d.bw})
+	if err != nil {
+		return nil, err
+	}
+	if x, err = d.Decoder.Forward(x); err != nil {
+		return nil, err
+	}
+	return d.head.Forward(x)
+}
 
 // Feed copies v into the tensor bound to an input node.
 func Feed(n *G.Node, v []float32) error {

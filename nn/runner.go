@@ -7,8 +7,9 @@ import (
 )
 
 // BuildFunc builds an inference graph for batches of n into s and returns
-// its input node and the outputs to read.
-type BuildFunc func(s *Scope, n int) (in *G.Node, outs []*G.Node, err error)
+// its input nodes (images; the noise of a VAE's sampling, say) and the
+// outputs to read.
+type BuildFunc func(s *Scope, n int) (ins, outs []*G.Node, err error)
 
 // Runner runs a model's inference graph on batches of any size, keeping one
 // compiled graph per batch size it has seen (usually two: the batch size and
@@ -20,9 +21,8 @@ type Runner struct {
 }
 
 type compiled struct {
-	in   *G.Node
-	outs []*G.Node
-	vm   G.VM
+	ins, outs []*G.Node
+	vm        G.VM
 }
 
 // NewRunner makes a runner over the weights in store.
@@ -30,8 +30,9 @@ func NewRunner(store *Store, build BuildFunc) *Runner {
 	return &Runner{store: store, build: build, cache: map[int]*compiled{}}
 }
 
-// Run feeds x (n images, NCHW) and returns a copy of every output.
-func (r *Runner) Run(x []float32, n int) ([][]float32, error) {
+// Run feeds one slice per input of the graph, each holding n examples
+// (images in NCHW), and returns a copy of every output.
+func (r *Runner) Run(n int, ins ...[]float32) ([][]float32, error) {
 	c, ok := r.cache[n]
 	if !ok {
 		s := NewScope(r.store, EvalMode)
@@ -39,11 +40,16 @@ func (r *Runner) Run(x []float32, n int) ([][]float32, error) {
 		if err != nil {
 			return nil, err
 		}
-		c = &compiled{in: in, outs: outs, vm: G.NewTapeMachine(s.Graph())}
+		c = &compiled{ins: in, outs: outs, vm: G.NewTapeMachine(s.Graph())}
 		r.cache[n] = c
 	}
-	if err := Feed(c.in, x); err != nil {
-		return nil, err
+	if len(ins) != len(c.ins) {
+		return nil, fmt.Errorf("inference: %d inputs given, the graph takes %d", len(ins), len(c.ins))
+	}
+	for i, v := range ins {
+		if err := Feed(c.ins[i], v); err != nil {
+			return nil, err
+		}
 	}
 	defer c.vm.Reset()
 	if err := c.vm.RunAll(); err != nil {

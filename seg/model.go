@@ -54,9 +54,8 @@ func (c Config) Validate() error {
 	if err := c.NetConfig.Validate(); err != nil {
 		return err
 	}
-	f := 1 << c.Depth
-	if c.Height < f || c.Width < f || c.Height%f != 0 || c.Width%f != 0 {
-		return fmt.Errorf("height and width (%dx%d) must be positive multiples of 2^depth = %d", c.Height, c.Width, f)
+	if err := c.CheckSize(c.Height, c.Width); err != nil {
+		return err
 	}
 	if len(c.ClassTable) != c.Classes {
 		return fmt.Errorf("%d classes but %d entries in the class table", c.Classes, len(c.ClassTable))
@@ -171,14 +170,14 @@ func (m *Model) runner(h, w int) *nn.Runner {
 	if r, ok := m.runners[key]; ok {
 		return r
 	}
-	r := nn.NewRunner(m.Store, func(s *nn.Scope, n int) (*G.Node, []*G.Node, error) {
+	r := nn.NewRunner(m.Store, func(s *nn.Scope, n int) ([]*G.Node, []*G.Node, error) {
 		u, err := NewUNet(s, m.Config.NetConfig)
 		if err != nil {
 			return nil, nil, err
 		}
 		x := s.Input("x", n, m.Config.InChannels, h, w)
 		y, err := u.Forward(x)
-		return x, []*G.Node{y}, err
+		return []*G.Node{x}, []*G.Node{y}, err
 	})
 	m.runners[key] = r
 	return r
@@ -198,7 +197,7 @@ func (m *Model) Logits(x []float32, n, h, w int) ([]float32, error) {
 	if ph != h || pw != w {
 		in = padReflect(x, n*c, h, w, ph, pw)
 	}
-	out, err := m.runner(ph, pw).Run(in, n)
+	out, err := m.runner(ph, pw).Run(n, in)
 	if err != nil {
 		return nil, err
 	}

@@ -63,9 +63,8 @@ func (c Config) Validate() error {
 	if err := c.EncoderConfig.Validate(); err != nil {
 		return err
 	}
-	f := 1 << c.Depth
-	if c.Height < f || c.Width < f || c.Height%f != 0 || c.Width%f != 0 {
-		return fmt.Errorf("height and width (%dx%d) must be positive multiples of 2^depth = %d", c.Height, c.Width, f)
+	if err := c.CheckSize(c.Height, c.Width); err != nil {
+		return err
 	}
 	if c.Latent < 1 || c.Latent > 4096 {
 		return fmt.Errorf("latent must be in 1..4096 for a VAE, got %d", c.Latent)
@@ -112,21 +111,12 @@ func (c Config) BetaAt(progress float64) float64 {
 	return c.Beta * max(0, progress) / c.KLWarmupEpochs
 }
 
-// bottleneck is the encoder output's shape (channels, height, width).
-func (c Config) bottleneck() (int, int, int) {
-	f := 1 << c.Depth
-	return c.Base << c.Depth, c.Height / f, c.Width / f
-}
-
-// Net is the VAE built into one graph: encoder.*, mu.*, logvar.*,
-// from_latent.*, decoder.* and head.* parameters.
+// Net is the VAE built into one graph: encoder.*, mu.*, logvar.*, then the
+// shared nn.LatentDecoder: from_latent.*, decoder.* and head.* parameters.
 type Net struct {
-	cfg        Config
 	Encoder    *nn.Encoder
 	mu, logvar *nn.Linear
-	fromLatent *nn.Linear
-	Decoder    *nn.Decoder
-	head       *nn.Conv
+	Decoder    *nn.LatentDecoder
 }
 
 // NewNet builds the network's modules into s.
@@ -134,12 +124,12 @@ func NewNet(s *nn.Scope, cfg Config) (*Net, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	n := &Net{cfg: cfg}
+	n := &Net{}
 	var err error
 	if n.Encoder, err = nn.NewEncoder(s, "encoder", cfg.EncoderConfig); err != nil {
 		return nil, err
 	}
-	bc, bh, bw := cfg.bottleneck()
+	bc, bh, bw := cfg.Bottleneck(cfg.Height, cfg.Width)
 	flat := bc * bh * bw
 	if n.mu, err = nn.NewLinear(s, "mu", flat, cfg.Latent); err != nil {
 		return nil, err
@@ -147,13 +137,7 @@ func NewNet(s *nn.Scope, cfg Config) (*Net, error) {
 	if n.logvar, err = nn.NewLinear(s, "logvar", flat, cfg.Latent); err != nil {
 		return nil, err
 	}
-	if n.fromLatent, err = nn.NewLinear(s, "from_latent", cfg.Latent, flat); err != nil {
-		return nil, err
-	}
-	if n.Decoder, err = nn.NewDecoder(s, "decoder", cfg.EncoderConfig); err != nil {
-		return nil, err
-	}
-	if n.head, err = nn.NewConv(s, "head", nn.ConvConfig{In: cfg.Base, Out: cfg.InChannels, Kernel: 1}); err != nil {
+	if n.Decoder, err = nn.NewLatentDecoder(s, cfg.EncoderConfig, cfg.Latent, cfg.Height, cfg.Width); err != nil {
 		return nil, err
 	}
 	return n, nil
@@ -166,7 +150,7 @@ func (n *Net) Encode(x *G.Node) (mu, logvar *G.Node, err error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	flat, err := G.Reshape(b, tensor.Shape{x.Shape()[0], b.Shape().TotalSize() / x.Shape()[0]})
+	flat, err := nn.Flatten(b)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -181,24 +165,7 @@ func (n *Net) Encode(x *G.Node) (mu, logvar *G.Node, err error) {
 
 // Decode maps latent points [N,Latent] to output logits (bce) or values
 // (mse) [N,C,H,W].
-func (n *Net) Decode(z *G.Node) (*G.Node, error) {
-	bc, bh, bw := n.cfg.bottleneck()
-	h, err := n.fromLatent.Forward(z)
-	if err != nil {
-		return nil, fmt.Errorf("from_latent: %w", err)
-	}
-	if h, err = ops.ReLU(h); err != nil {
-		return nil, err
-	}
-	x, err := G.Reshape(h, tensor.Shape{z.Shape()[0], bc, bh, bw})
-	if err != nil {
-		return nil, err
-	}
-	if x, err = n.Decoder.Forward(x); err != nil {
-		return nil, err
-	}
-	return n.head.Forward(x)
-}
+func (n *Net) Decode(z *G.Node) (*G.Node, error) { return n.Decoder.Forward(z) }
 
 // Forward encodes x, draws z = mu + exp(logvar/2)*eps with the given
 // standard normal noise eps [N,Latent], and decodes it.
@@ -224,9 +191,9 @@ type Model struct {
 	// Info is extra metadata saved with the model (what it was trained on,
 	// say); Load fills it with the file's whole metadata.
 	Info map[string]string
-	enc  *runner
-	dec  *runner
-	eval *runner
+	enc  *nn.Runner
+	dec  *nn.Runner
+	eval *nn.Runner
 }
 
 // New makes a VAE with fresh weights drawn from seed.
@@ -247,7 +214,7 @@ func New(cfg Config, seed uint64) (*Model, error) {
 func (m *Model) init() {
 	cfg := m.Config
 	image := func(s *nn.Scope, n int) *G.Node { return s.Input("x", n, cfg.InChannels, cfg.Height, cfg.Width) }
-	m.enc = newRunner(m.Store, func(s *nn.Scope, n int) ([]*G.Node, []*G.Node, error) {
+	m.enc = nn.NewRunner(m.Store, func(s *nn.Scope, n int) ([]*G.Node, []*G.Node, error) {
 		net, err := NewNet(s, cfg)
 		if err != nil {
 			return nil, nil, err
@@ -256,7 +223,7 @@ func (m *Model) init() {
 		mu, lv, err := net.Encode(x)
 		return []*G.Node{x}, []*G.Node{mu, lv}, err
 	})
-	m.dec = newRunner(m.Store, func(s *nn.Scope, n int) ([]*G.Node, []*G.Node, error) {
+	m.dec = nn.NewRunner(m.Store, func(s *nn.Scope, n int) ([]*G.Node, []*G.Node, error) {
 		net, err := NewNet(s, cfg)
 		if err != nil {
 			return nil, nil, err
@@ -267,7 +234,7 @@ func (m *Model) init() {
 	})
 	// evaluation: the posterior, a decoded sample (for the ELBO) and the
 	// decoded mean (for the reconstruction error)
-	m.eval = newRunner(m.Store, func(s *nn.Scope, n int) ([]*G.Node, []*G.Node, error) {
+	m.eval = nn.NewRunner(m.Store, func(s *nn.Scope, n int) ([]*G.Node, []*G.Node, error) {
 		net, err := NewNet(s, cfg)
 		if err != nil {
 			return nil, nil, err
@@ -321,9 +288,9 @@ func (m *Model) Save(path string) error {
 
 // Close releases the inference graphs.
 func (m *Model) Close() {
-	m.enc.close()
-	m.dec.close()
-	m.eval.close()
+	m.enc.Close()
+	m.dec.Close()
+	m.eval.Close()
 }
 
 // ImageSize is the number of values in one image.
@@ -335,7 +302,7 @@ func (m *Model) CodeSize() int { return m.Config.Latent }
 // EncodeDist returns the posterior of n images (NCHW in [0,1]): the means
 // and log-variances, n*Latent values each.
 func (m *Model) EncodeDist(x []float32, n int) (mu, logvar []float32, err error) {
-	out, err := m.enc.run(n, x)
+	out, err := m.enc.Run(n, x)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -352,7 +319,7 @@ func (m *Model) Encode(x []float32, n int) ([]float32, error) {
 // Decode returns the images of n latent points (the mean of p(x|z): the
 // sigmoid of the logits for a BCE model).
 func (m *Model) Decode(z []float32, n int) ([]float32, error) {
-	out, err := m.dec.run(n, z)
+	out, err := m.dec.Run(n, z)
 	if err != nil {
 		return nil, err
 	}
@@ -384,11 +351,4 @@ func Normal(n int, seed uint64) []float32 {
 	return v
 }
 
-func (m *Model) toImage(y []float32) []float32 {
-	if m.Config.LossKind() == ops.BCEWithLogits {
-		for i, v := range y {
-			y[i] = float32(ops.Sigmoid(float64(v)))
-		}
-	}
-	return y
-}
+func (m *Model) toImage(y []float32) []float32 { return ops.ToImage(m.Config.LossKind(), y) }

@@ -164,7 +164,7 @@ func Evaluate(ctx context.Context, m *Model, ds nn.Dataset, batch int) (Metrics,
 			copy(x[k*size:], img)
 			copy(eps[k*d:], Normal(d, evalSeed^uint64(start+k)<<16))
 		}
-		out, err := m.eval.run(n, x, eps)
+		out, err := m.eval.Run(n, x, eps)
 		if err != nil {
 			return res, err
 		}

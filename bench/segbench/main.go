@@ -187,7 +187,7 @@ func measureGo(o options, norm string) (*Result, error) {
 	var infer []float64
 	for i := 0; i < o.warmup+o.steps; i++ {
 		t0 := time.Now()
-		if _, err := runner.Run(x, o.batch); err != nil {
+		if _, err := runner.Run(o.batch, x); err != nil {
 			return nil, err
 		}
 		if i >= o.warmup {
@@ -202,7 +202,7 @@ func measureGo(o options, norm string) (*Result, error) {
 		if res.Ops, err = opTimings(o.profiles, func() error { _, err := tr.step(x, labels); return err }); err != nil {
 			return nil, err
 		}
-		if res.InferOps, err = opTimings(o.profiles, func() error { _, err := runner.Run(x, o.batch); return err }); err != nil {
+		if res.InferOps, err = opTimings(o.profiles, func() error { _, err := runner.Run(o.batch, x); return err }); err != nil {
 			return nil, err
 		}
 	}

@@ -91,7 +91,7 @@ func prepare(t *testing.T, norm nn.Norm, dir string) func(*testing.T) {
 	// training-mode pass, which updates them, without an optimiser step.
 	runner := newRunner(store, net)
 	defer runner.Close()
-	outs, err := runner.Run(x, net.Batch)
+	outs, err := runner.Run(net.Batch, x)
 	require.NoError(t, err)
 	evalLogits := outs[0]
 	require.NoError(t, nn.Feed(tr.x, x))

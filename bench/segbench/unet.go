@@ -106,14 +106,14 @@ func (t *trainer) step(x, labels []float32) (float64, error) {
 
 // newRunner is the inference graph, as seg's predictor runs it.
 func newRunner(store *nn.Store, net Net) *nn.Runner {
-	return nn.NewRunner(store, func(s *nn.Scope, n int) (*G.Node, []*G.Node, error) {
+	return nn.NewRunner(store, func(s *nn.Scope, n int) ([]*G.Node, []*G.Node, error) {
 		u, err := seg.NewUNet(s, net.config())
 		if err != nil {
 			return nil, nil, err
 		}
 		x := s.Input("x", n, 3, net.Size, net.Size)
 		y, err := u.Forward(x)
-		return x, []*G.Node{y}, err
+		return []*G.Node{x}, []*G.Node{y}, err
 	})
 }
 

@@ -141,6 +141,18 @@ func pointwiseLossGrad[T Float](kind LossKind, g float64, p, t, dp []T) {
 	}
 }
 
+// ToImage turns a decoder's output trained with the loss kind into image
+// values, in place: the sigmoid of BCE logits; MSE outputs are values
+// already.
+func ToImage(kind LossKind, y []float32) []float32 {
+	if kind == BCEWithLogits {
+		for i, v := range y {
+			y[i] = float32(Sigmoid(float64(v)))
+		}
+	}
+	return y
+}
+
 // Sigmoid is 1/(1+exp(-x)), computed without overflow for large |x|.
 func Sigmoid(x float64) float64 {
 	if x >= 0 {

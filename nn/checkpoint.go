@@ -62,17 +62,27 @@ func ReadModel(path string, kinds ...string) (*safetensors.File, error) {
 	}
 	kind := f.Metadata[MetaKind]
 	if len(kinds) > 0 && !slices.Contains(kinds, kind) {
-		return nil, fmt.Errorf("%s: is a %q model, this needs %s", path, kind, strings.Join(quoteAll(kinds), " or "))
+		want := make([]string, len(kinds))
+		for i, k := range kinds {
+			want[i] = kindName(k)
+		}
+		return nil, fmt.Errorf("%s: is %s; this needs %s", path, kindName(kind), strings.Join(want, " or "))
 	}
 	return f, nil
 }
 
-func quoteAll(s []string) []string {
-	out := make([]string, len(s))
-	for i, v := range s {
-		out[i] = fmt.Sprintf("%q", v)
+// kindName says what a model kind is, in words, with the kind as written
+// in model files and configs.
+func kindName(kind string) string {
+	switch kind {
+	case "ae":
+		return `an auto-encoder ("ae")`
+	case "vae":
+		return `a variational auto-encoder ("vae")`
+	case "seg":
+		return `a segmenter ("seg")`
 	}
-	return out
+	return fmt.Sprintf("a model of kind %q", kind)
 }
 
 // LoadReport lists what a load did not match.

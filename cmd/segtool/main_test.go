@@ -226,7 +226,7 @@ func TestBadInput(t *testing.T) {
 		other := filepath.Join(tmp, "seg.safetensors")
 		require.NoError(t, safetensors.Write(other, f.Tensors, f.Metadata))
 		code, _, errOut := segtool(t, "reconstruct", "--model", other, "--input", fix.data)
-		requireOneLineError(t, code, errOut, other, `"seg"`)
+		requireOneLineError(t, code, errOut, other, `is a segmenter ("seg"); this needs an auto-encoder ("ae")`)
 	})
 	t.Run("not a model at all", func(t *testing.T) {
 		code, _, errOut := segtool(t, "eval", "--model", filepath.Join(fix.data, "images", "0000.png"), "--data", fix.data)

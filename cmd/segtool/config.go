@@ -7,9 +7,11 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/segtool/segtool/ae"
+	"github.com/segtool/segtool/datasets"
 	"github.com/segtool/segtool/nn"
 	"go.yaml.in/yaml/v3"
 )
@@ -17,8 +19,8 @@ import (
 // Config is a training run's YAML file. Unknown keys and wrong types are
 // errors; every field has a default so a config names only what it changes.
 type Config struct {
-	// Task is "ae" (the reconstruction auto-encoder) or "seg" (the U-Net
-	// segmenter).
+	// Task is "ae" (the reconstruction auto-encoder), "vae" (the
+	// variational auto-encoder) or "seg" (the U-Net segmenter).
 	Task string `yaml:"task"`
 	// Name is the run's name: its directory is runs/<name> unless --out says
 	// otherwise. Default: the config file's name.
@@ -58,6 +60,9 @@ type DataConfig struct {
 	// IgnoreIndex is the mask label left out of loss and metrics (CamVid's
 	// void 11, or 255); default -1: none, every mask value must be a class.
 	IgnoreIndex *int `yaml:"ignore_index"`
+	// IgnoreColor is the colour of ignored pixels in RGB colour masks (the
+	// void of a colour-coded data set); it reads as IgnoreIndex.
+	IgnoreColor *Color `yaml:"ignore_color,omitempty"`
 	// MaskEncoding is index, palette, rgb, binary or auto (default).
 	MaskEncoding string `yaml:"mask_encoding"`
 	// Augment switches training augmentations on, each with its strength.
@@ -67,10 +72,86 @@ type DataConfig struct {
 	SkipBad bool `yaml:"skip_bad"`
 }
 
-// ClassConfig is one class of a segmentation config.
+// ClassConfig is one class of a segmentation config: {name: road, color:
+// [128, 64, 128]} (also color: "#804080", or colour:), or a bare name, whose
+// colour Defaults takes from datasets.DefaultPalette.
 type ClassConfig struct {
-	Name  string   `yaml:"name"`
-	Color [3]uint8 `yaml:"color,flow"`
+	Name  string `yaml:"name"`
+	Color Color  `yaml:"color"`
+	// noColor: a bare name; Defaults picks the colour
+	noColor bool
+}
+
+// UnmarshalYAML reads the forms above; other keys are errors, as anywhere
+// else in a config.
+func (c *ClassConfig) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		*c = ClassConfig{Name: n.Value, noColor: true}
+		return nil
+	}
+	if n.Kind != yaml.MappingNode {
+		return fmt.Errorf("line %d: a class is {name: NAME, color: [R, G, B]} or a bare name", n.Line)
+	}
+	*c = ClassConfig{noColor: true}
+	var color *yaml.Node
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		switch k.Value {
+		case "name":
+			if err := v.Decode(&c.Name); err != nil {
+				return err
+			}
+		case "color", "colour":
+			color = v
+		default:
+			return fmt.Errorf("line %d: unknown key %q in a class of data.classes (its keys: name, color)", k.Line, k.Value)
+		}
+	}
+	if c.Name == "" {
+		return fmt.Errorf("line %d: a class of data.classes needs a name", n.Line)
+	}
+	if color != nil {
+		if err := color.Decode(&c.Color); err != nil {
+			return fmt.Errorf("data.classes: class %q: %w", c.Name, err)
+		}
+		c.noColor = false
+	}
+	return nil
+}
+
+// Color is an RGB colour in a config: [r, g, b] (each 0..255) or "#rrggbb".
+type Color [3]uint8
+
+// UnmarshalYAML reads either form.
+func (c *Color) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.SequenceNode {
+		var v []int
+		if err := n.Decode(&v); err != nil || len(v) != 3 {
+			return fmt.Errorf("line %d: write a colour as [R, G, B] with each 0..255, or \"#rrggbb\"", n.Line)
+		}
+		for i, x := range v {
+			if x < 0 || x > 255 {
+				return fmt.Errorf("line %d: colour component %d is outside 0..255", n.Line, x)
+			}
+			c[i] = uint8(x)
+		}
+		return nil
+	}
+	v, err := datasets.ParseColor(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*c = v
+	return nil
+}
+
+// MarshalYAML writes [r, g, b] on one line.
+func (c Color) MarshalYAML() (any, error) {
+	n := &yaml.Node{Kind: yaml.SequenceNode, Style: yaml.FlowStyle}
+	for _, v := range c {
+		n.Content = append(n.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!int", Value: strconv.Itoa(int(v))})
+	}
+	return n, nil
 }
 
 // AugmentConfig is the training augmentation (all off by default).
@@ -171,7 +252,7 @@ func LoadConfig(path string) (*Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("config %s: %s", path, strings.ReplaceAll(err.Error(), "\n", "; "))
+		return nil, fmt.Errorf("config %s: %s", path, explainYAML(err))
 	}
 	if cfg.Name == "" {
 		base := path[strings.LastIndex(path, "/")+1:]
@@ -238,6 +319,12 @@ func (c *Config) Defaults() {
 	if c.Data.IgnoreIndex == nil {
 		none := -1
 		c.Data.IgnoreIndex = &none
+	}
+	palette := datasets.DefaultPalette(len(c.Data.Classes))
+	for i := range c.Data.Classes {
+		if cl := &c.Data.Classes[i]; cl.noColor {
+			cl.Color, cl.noColor = palette[i], false
+		}
 	}
 	if c.Data.MaskEncoding == "" {
 		c.Data.MaskEncoding = "auto"

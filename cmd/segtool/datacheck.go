@@ -86,18 +86,17 @@ type classConfig struct {
 // are left alone, so any training config will do.
 type classConfigFile struct {
 	Data struct {
-		Classes      []yaml.Node `yaml:"classes"`
-		IgnoreIndex  *int        `yaml:"ignore_index"`
-		IgnoreColor  yaml.Node   `yaml:"ignore_color"`
-		MaskEncoding string      `yaml:"mask_encoding"`
+		Classes      []ClassConfig `yaml:"classes"`
+		IgnoreIndex  *int          `yaml:"ignore_index"`
+		IgnoreColor  *Color        `yaml:"ignore_color"`
+		MaskEncoding string        `yaml:"mask_encoding"`
 	} `yaml:"data"`
 }
 
-// readClassConfig reads data.classes (a list of {name, color} maps, colour
-// as [r, g, b] or "#rrggbb"; a bare name gets a DefaultPalette colour),
-// data.ignore_index (default: none), data.ignore_color and
-// data.mask_encoding (default auto) from a YAML config. With no classes the
-// table is left empty, so that Check infers it.
+// readClassConfig reads data.classes, data.ignore_index (default: none),
+// data.ignore_color and data.mask_encoding (default auto) from a YAML config,
+// as train reads them. With no classes the table is left empty, so that
+// Check infers it.
 func readClassConfig(path string) (classConfig, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -105,82 +104,18 @@ func readClassConfig(path string) (classConfig, error) {
 	}
 	var f classConfigFile
 	if err := yaml.Unmarshal(b, &f); err != nil {
-		return classConfig{}, fmt.Errorf("config %s: %s", path, strings.ReplaceAll(err.Error(), "\n", "; "))
+		return classConfig{}, fmt.Errorf("config %s: %s", path, explainYAML(err))
 	}
-	cc := classConfig{table: datasets.ClassTable{Ignore: -1}}
-	if f.Data.IgnoreIndex != nil {
-		cc.table.Ignore = *f.Data.IgnoreIndex
-	}
+	c := Config{Data: DataConfig{Classes: f.Data.Classes, IgnoreIndex: f.Data.IgnoreIndex, IgnoreColor: f.Data.IgnoreColor}}
+	c.Defaults() // the palette for bare names, no ignore index
+	cc := classConfig{table: c.classTable()}
 	if cc.encoding, err = datasets.ParseMaskEncoding(f.Data.MaskEncoding); err != nil {
 		return classConfig{}, fmt.Errorf("config %s: data.mask_encoding: %w", path, err)
 	}
-	palette := datasets.DefaultPalette(len(f.Data.Classes))
-	for i, n := range f.Data.Classes {
-		cl, err := parseClass(&n, palette[i])
-		if err != nil {
-			return classConfig{}, fmt.Errorf("config %s: data.classes[%d] (line %d): %w", path, i, n.Line, err)
-		}
-		cc.table.Classes = append(cc.table.Classes, cl)
-	}
-	if !f.Data.IgnoreColor.IsZero() {
-		col, err := parseColorNode(&f.Data.IgnoreColor)
-		if err != nil {
-			return classConfig{}, fmt.Errorf("config %s: data.ignore_color: %w", path, err)
-		}
-		cc.table.IgnoreColor = &col
-	}
-	if len(cc.table.Classes) > 0 {
+	if len(cc.table.Classes) > 0 || cc.table.IgnoreColor != nil {
 		if err := cc.table.Validate(); err != nil {
 			return classConfig{}, fmt.Errorf("config %s: data.classes: %w", path, err)
 		}
 	}
 	return cc, nil
-}
-
-// parseClass reads one class: {name: road, color: [128, 64, 128]} or a bare
-// name (which gets the colour def).
-func parseClass(n *yaml.Node, def [3]uint8) (datasets.Class, error) {
-	if n.Kind == yaml.ScalarNode {
-		return datasets.Class{Name: n.Value, Color: def}, nil
-	}
-	var m struct {
-		Name   string    `yaml:"name"`
-		Color  yaml.Node `yaml:"color"`
-		Colour yaml.Node `yaml:"colour"`
-	}
-	if err := n.Decode(&m); err != nil {
-		return datasets.Class{}, fmt.Errorf("want {name: NAME, color: [R, G, B]}: %w", err)
-	}
-	cl := datasets.Class{Name: m.Name, Color: def}
-	col := &m.Color
-	if col.IsZero() {
-		col = &m.Colour
-	}
-	if !col.IsZero() {
-		c, err := parseColorNode(col)
-		if err != nil {
-			return datasets.Class{}, fmt.Errorf("class %q: %w", m.Name, err)
-		}
-		cl.Color = c
-	}
-	return cl, nil
-}
-
-// parseColorNode reads [r, g, b] or a string datasets.ParseColor reads.
-func parseColorNode(n *yaml.Node) ([3]uint8, error) {
-	if n.Kind == yaml.SequenceNode {
-		var v []int
-		if err := n.Decode(&v); err != nil || len(v) != 3 {
-			return [3]uint8{}, fmt.Errorf("colour at line %d: write it as [R, G, B] with each 0..255, or \"#rrggbb\"", n.Line)
-		}
-		var c [3]uint8
-		for i, x := range v {
-			if x < 0 || x > 255 {
-				return [3]uint8{}, fmt.Errorf("colour at line %d: %d is outside 0..255", n.Line, x)
-			}
-			c[i] = uint8(x)
-		}
-		return c, nil
-	}
-	return datasets.ParseColor(n.Value)
 }

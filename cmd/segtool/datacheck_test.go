@@ -98,5 +98,5 @@ func TestDataCheckProblems(t *testing.T) {
 	badCfg := filepath.Join(t.TempDir(), "bad.yaml")
 	require.NoError(t, os.WriteFile(badCfg, []byte("data:\n  classes:\n    - {name: a, color: [1, 2]}\n"), 0o644))
 	code, _, errOut = segtool(t, "data", "check", "--classes-from", badCfg, dir)
-	requireOneLineError(t, code, errOut, badCfg, "data.classes[0]", "[R, G, B]")
+	requireOneLineError(t, code, errOut, badCfg, `data.classes: class "a"`, "line 3", "[R, G, B]")
 }

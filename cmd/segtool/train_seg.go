@@ -26,6 +26,10 @@ func init() {
 // classTable is the config's classes as datasets sees them.
 func (c *Config) classTable() datasets.ClassTable {
 	t := datasets.ClassTable{Ignore: *c.Data.IgnoreIndex}
+	if c.Data.IgnoreColor != nil {
+		col := [3]uint8(*c.Data.IgnoreColor)
+		t.IgnoreColor = &col
+	}
 	for _, cl := range c.Data.Classes {
 		t.Classes = append(t.Classes, datasets.Class{Name: cl.Name, Color: cl.Color})
 	}

@@ -94,7 +94,7 @@ func TestModelRoundTripAndPrefixLoad(t *testing.T) {
 	require.ErrorContains(t, err, "encoder.inc.conv1.weight: shape [2 1 3 3] in the file but [4 1 3 3] in the model")
 
 	_, err = ReadModel(path, "seg")
-	require.ErrorContains(t, err, `is a "ae" model`)
+	require.ErrorContains(t, err, `is an auto-encoder ("ae"); this needs a segmenter ("seg")`)
 	foreign := filepath.Join(dir, "foreign.safetensors")
 	require.NoError(t, safetensors.Write(foreign, map[string]safetensors.Tensor{"x": safetensors.F32([]int{1}, []float32{1})}, nil))
 	_, err = ReadModel(foreign)

@@ -241,7 +241,7 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 	m.Info[nn.MetaKind] = "ae"
 	require.NoError(t, nn.SaveModel(other, m.Store, map[string]string{nn.MetaKind: "ae"}))
 	_, err = Load(other)
-	require.ErrorContains(t, err, `is a "ae" model`)
+	require.ErrorContains(t, err, `is an auto-encoder ("ae"); this needs a variational auto-encoder ("vae")`)
 }
 
 func TestSamplesAreSeeded(t *testing.T) {

@@ -23,6 +23,10 @@ type Panel struct {
 	Title  string
 	XLabel string
 	Series []Series
+	// LogY draws the y axis in powers of ten (for a loss that falls by
+	// orders of magnitude); it needs every value positive, else the axis
+	// stays linear.
+	LogY bool
 }
 
 // Chart geometry in pixels.
@@ -80,9 +84,17 @@ func drawPanel(img *gocv.Mat, r image.Rectangle, p Panel) {
 		return
 	}
 	xt, x0, x1 := niceTicks(x0, x1, 6, true)
-	yt, y0, y1 := niceTicks(y0, y1, 6, false)
+	var yt []float64
+	f := func(y float64) float64 { return y } // where a value stands on the y axis
+	if p.LogY && y0 > 0 {
+		yt, y0, y1 = logTicks(y0, y1)
+		f = math.Log10
+	} else {
+		yt, y0, y1 = niceTicks(y0, y1, 6, false)
+	}
+	fy0, fy1 := f(y0), f(y1)
 	px := func(x float64) int { return area.Min.X + int(math.Round((x-x0)/(x1-x0)*float64(area.Dx()))) }
-	py := func(y float64) int { return area.Max.Y - int(math.Round((y-y0)/(y1-y0)*float64(area.Dy()))) }
+	py := func(y float64) int { return area.Max.Y - int(math.Round((f(y)-fy0)/(fy1-fy0)*float64(area.Dy()))) }
 
 	for _, t := range xt {
 		x := px(t)
@@ -184,6 +196,34 @@ func niceTicks(lo, hi float64, n int, integer bool) (ticks []float64, a, b float
 		ticks = append(ticks, t)
 	}
 	return ticks, a, b
+}
+
+// logTicks returns ticks at 1, 2 and 5 times the powers of ten (only the
+// powers over more than three decades) from the last at or below lo to the
+// first at or above hi, and those two as the axis range; lo must be > 0.
+func logTicks(lo, hi float64) (ticks []float64, a, b float64) {
+	e0, e1 := math.Floor(math.Log10(lo)), math.Ceil(math.Log10(hi))
+	if e1 == e0 {
+		e1++
+	}
+	mults := []float64{1, 2, 5}
+	if e1-e0 > 3 {
+		mults = []float64{1}
+	}
+	var all []float64
+	for e := e0; e <= e1; e++ {
+		for _, m := range mults {
+			all = append(all, m*math.Pow(10, e))
+		}
+	}
+	i, j := 0, len(all)-1
+	for i+1 < len(all) && all[i+1] <= lo*(1+1e-9) {
+		i++
+	}
+	for j > i+1 && all[j-1] >= hi*(1-1e-9) {
+		j--
+	}
+	return all[i : j+1], all[i], all[j]
 }
 
 // tickLabel writes t with as few digits as it needs.

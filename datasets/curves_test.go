@@ -36,6 +36,19 @@ func TestNiceTicks(t *testing.T) {
 	}
 }
 
+func TestLogTicks(t *testing.T) {
+	ticks, a, b := logTicks(0.0089, 0.092)
+	assert.InDeltaSlice(t, []float64{0.005, 0.01, 0.02, 0.05, 0.1}, ticks, 1e-12)
+	assert.InDelta(t, 0.005, a, 1e-12)
+	assert.InDelta(t, 0.1, b, 1e-12)
+	ticks, _, _ = logTicks(1e-5, 3)
+	assert.InDeltaSlice(t, []float64{1e-5, 1e-4, 1e-3, 1e-2, 0.1, 1, 10}, ticks, 1e-12, "over many decades only the powers")
+	ticks, a, b = logTicks(2, 2)
+	assert.LessOrEqual(t, a, 2.0)
+	assert.GreaterOrEqual(t, b, 2.0)
+	assert.GreaterOrEqual(t, len(ticks), 2)
+}
+
 func TestWriteCurves(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "curves.png")
 	red := [3]uint8{220, 0, 0}
@@ -45,7 +58,7 @@ func TestWriteCurves(t *testing.T) {
 		classes.Series = append(classes.Series, Series{Name: "class " + string(rune('a'+i)), X: []float64{1, 2, 3}, Y: []float64{0.1 * float64(i), 0.2, 0.3}})
 	}
 	panels := []Panel{
-		{Title: "loss", XLabel: "epoch", Series: []Series{
+		{Title: "loss", XLabel: "epoch", LogY: true, Series: []Series{
 			{Name: "train", X: []float64{1, 2, 3, 4}, Y: []float64{1.2, 0.8, 0.6, 0.5}, Color: red},
 			{Name: "val", X: []float64{1, 2, 3, 4}, Y: []float64{1.3, math.NaN(), 0.7, 0.65}, Color: blue},
 		}},
@@ -92,6 +105,23 @@ func TestWriteCurves(t *testing.T) {
 	assert.Error(t, WriteCurves(path, nil))
 	_, err = os.Stat(filepath.Join(filepath.Dir(path), "curves.png.tmp"))
 	assert.True(t, os.IsNotExist(err))
+}
+
+func TestWriteCurvesLogAxis(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "log.png")
+	green := [3]uint8{0, 160, 0}
+	// 0.01 .. 0.1 is one decade: the geometric mean is the plot's middle
+	require.NoError(t, WriteCurves(path, []Panel{{Title: "loss", LogY: true, Series: []Series{
+		{Name: "train", X: []float64{1, 2, 3}, Y: []float64{0.01, math.Sqrt(0.001), 0.1}, Color: green}}}}))
+	f, err := os.Open(path)
+	require.NoError(t, err)
+	defer f.Close()
+	img, err := png.Decode(f)
+	require.NoError(t, err)
+	cx := plotLeft + (panelW-plotLeft-plotRight)/2
+	cy := plotTop + (panelH-plotTop-plotBottom)/2
+	r, g, b, _ := img.At(cx, cy).RGBA()
+	assert.Equal(t, green, [3]uint8{uint8(r >> 8), uint8(g >> 8), uint8(b >> 8)})
 }
 
 func TestVisibleDarkensLightColours(t *testing.T) {

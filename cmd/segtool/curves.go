@@ -67,6 +67,18 @@ func curvePanels(cfg *Config, hist []nn.EpochMetrics) []datasets.Panel {
 		panels = append(panels, panel("validation ELBO terms (nats per image)", []string{"reconstruction", "KL"},
 			[]string{"val_recon", "val_kl"}))
 	}
+	// A loss that falls by an order of magnitude or more (the first epoch's
+	// against the rest) is read on a log axis; linear, all but the first
+	// points lie flat along the bottom.
+	lo, hi := math.Inf(1), 0.0
+	for _, s := range panels[0].Series {
+		for _, v := range s.Y {
+			if v > 0 && !math.IsInf(v, 0) {
+				lo, hi = min(lo, v), max(hi, v)
+			}
+		}
+	}
+	panels[0].LogY = hi >= 10*lo
 	var out []datasets.Panel
 	for _, p := range panels {
 		if len(p.Series) > 0 {

@@ -19,6 +19,7 @@ func TestCurvePanels(t *testing.T) {
 	ps := curvePanels(cfg, hist)
 	require.Len(t, ps, 3)
 	require.Len(t, ps[0].Series, 1, "no val_loss: only the training loss")
+	assert.False(t, ps[0].LogY, "a loss that halves stays on a linear axis")
 	assert.Equal(t, []float64{1, 0.5}, ps[0].Series[0].Y)
 	assert.Equal(t, []float64{1, 2}, ps[0].Series[0].X)
 	require.Len(t, ps[1].Series, 3)
@@ -29,6 +30,9 @@ func TestCurvePanels(t *testing.T) {
 	assert.Equal(t, "traffic sign", cls[1].Name)
 	assert.True(t, math.IsNaN(cls[1].Y[0]), "an epoch without the class is a gap")
 	assert.Equal(t, 0.1, cls[1].Y[1])
+
+	ae := curvePanels(&Config{Task: "ae"}, []nn.EpochMetrics{{"epoch": 1, "train_loss": 0.09, "val_loss": 0.02}, {"epoch": 2, "train_loss": 0.008, "val_loss": 0.009}})
+	assert.True(t, ae[0].LogY, "a loss falling tenfold is drawn on a log axis")
 
 	vae := curvePanels(&Config{Task: "vae"}, []nn.EpochMetrics{{"epoch": 1, "train_loss": 120, "val_neg_elbo": 110, "val_recon": 90, "val_kl": 20}})
 	require.Len(t, vae, 2)

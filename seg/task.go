@@ -80,13 +80,45 @@ func (t *Task) BuildTrain(s *nn.Scope, n int) (*nn.TrainGraph, error) {
 	return &nn.TrainGraph{Scope: s, Loss: loss, Logs: logs, Feed: feed}, nil
 }
 
-// Validate scores the model on ds (see Evaluate).
+// Validate scores the model on ds (see Evaluate) and reports the training
+// loss on it too, as "loss".
 func (t *Task) Validate(ctx context.Context, _ *nn.Store, ds nn.Dataset) (map[string]float64, error) {
-	cm, err := Evaluate(ctx, t.Model, ds, t.EvalBatch, nil)
+	var loss float64
+	cm, err := evaluate(ctx, t.Model, ds, t.EvalBatch, nil, &loss)
 	if err != nil {
 		return nil, err
 	}
-	return cm.Scores().Map(t.Model.Config.Names()), nil
+	m := cm.Scores().Map(t.Model.Config.Names())
+	m["loss"] = loss
+	return m, nil
+}
+
+// LossValue is the configured training loss of logits [n, Classes, Height,
+// Width] against masks [n, Height, Width] at the model's input size.
+func (c Config) LossValue(logits []float32, masks []int32, n int) (float64, error) {
+	labels := make([]float32, len(masks))
+	for i, v := range masks {
+		labels[i] = float32(v)
+	}
+	value := func(kind ops.SegLossKind) (float64, error) {
+		return ops.SegLossValue(logits, labels, n, c.Classes, c.Height, c.Width, c.lossOptions(kind))
+	}
+	switch c.Loss {
+	case "ce":
+		return value(ops.CrossEntropy)
+	case "focal":
+		return value(ops.Focal)
+	case "dice":
+		return value(ops.Dice)
+	case "ce+dice":
+		ce, err := value(ops.CrossEntropy)
+		if err != nil {
+			return 0, err
+		}
+		dice, err := value(ops.Dice)
+		return ce + dice, err
+	}
+	return 0, fmt.Errorf("unknown loss %q", c.Loss)
 }
 
 // Metadata is the model's.
@@ -109,6 +141,13 @@ type NativeSource interface {
 // the masks at the model's size. each, if not nil, sees every prediction:
 // the index, the class map and its size.
 func Evaluate(ctx context.Context, m *Model, ds nn.Dataset, batch int, each func(i int, pred []int32, h, w int)) (*Confusion, error) {
+	return evaluate(ctx, m, ds, batch, each, nil)
+}
+
+// evaluate is Evaluate; with loss not nil it also sets *loss to the mean
+// over batches (weighted by their images) of the training loss at the
+// model's input size.
+func evaluate(ctx context.Context, m *Model, ds nn.Dataset, batch int, each func(i int, pred []int32, h, w int), loss *float64) (*Confusion, error) {
 	if batch <= 0 {
 		batch = 8
 	}
@@ -128,6 +167,11 @@ func Evaluate(ctx context.Context, m *Model, ds nn.Dataset, batch int, each func
 	// for the remainder (136 MB more for CamVid's 101 = 12x8 + 5).
 	x := make([]float32, batch*size)
 	masks := make([][]int32, batch)
+	var lossSum float64
+	var lossMasks []int32
+	if loss != nil {
+		lossMasks = make([]int32, batch*h*w)
+	}
 	for start := 0; start < ds.Len(); start += batch {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -145,6 +189,19 @@ func Evaluate(ctx context.Context, m *Model, ds nn.Dataset, batch int, each func
 		logits, err := m.Logits(x, batch, h, w)
 		if err != nil {
 			return nil, err
+		}
+		if loss != nil {
+			for j := 0; j < n; j++ {
+				if masks[j] == nil {
+					return nil, fmt.Errorf("example %d has no mask", start+j)
+				}
+				copy(lossMasks[j*h*w:], masks[j])
+			}
+			v, err := cfg.LossValue(logits[:n*k*h*w], lossMasks[:n*h*w], n)
+			if err != nil {
+				return nil, fmt.Errorf("validation loss: %w", err)
+			}
+			lossSum += v * float64(n)
 		}
 		for j := 0; j < n; j++ {
 			lj := logits[j*k*h*w : (j+1)*k*h*w]
@@ -167,6 +224,9 @@ func Evaluate(ctx context.Context, m *Model, ds nn.Dataset, batch int, each func
 				each(start+j, pred, mh, mw)
 			}
 		}
+	}
+	if loss != nil && ds.Len() > 0 {
+		*loss = lossSum / float64(ds.Len())
 	}
 	return cm, nil
 }

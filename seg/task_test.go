@@ -5,8 +5,10 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/segtool/segtool/nn"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	G "gorgonia.org/gorgonia"
 )
 
 // randomLabelled is n random images of the model's size with random masks;
@@ -74,5 +76,50 @@ func TestEvaluateDoesNotDependOnTheBatch(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, want.Counts, got.Counts, "batch %d", b)
 		}
+	}
+}
+
+// The validation loss is the training loss: without batch norm (whose
+// statistics differ between training and inference) the training graph's
+// loss on a batch equals Validate's on the same images in one batch.
+func TestValidateLossIsTheTrainingLoss(t *testing.T) {
+	for _, loss := range []string{"ce", "focal", "dice", "ce+dice"} {
+		t.Run(loss, func(t *testing.T) {
+			cfg := Config{
+				NetConfig:  NetConfig{EncoderConfig: nn.EncoderConfig{InChannels: 3, Base: 4, Depth: 2, Norm: nn.NoNorm}, Classes: 3},
+				Height:     16,
+				Width:      16,
+				ClassTable: []Class{{Name: "a"}, {Name: "b"}, {Name: "c"}},
+				Ignore:     -1,
+				Loss:       loss,
+			}
+			if loss == "ce" {
+				cfg.ClassWeights = []float64{1, 2, 0.5}
+			}
+			m, err := New(cfg, 3)
+			require.NoError(t, err)
+			defer m.Close()
+			ds := randomLabelled{n: 5, c: 3, h: 16, w: 16, k: 3}
+			task := &Task{Model: m, EvalBatch: ds.n}
+			got, err := task.Validate(context.Background(), m.Store, ds)
+			require.NoError(t, err)
+
+			s := nn.NewScope(m.Store, nn.TrainMode)
+			tg, err := task.BuildTrain(s, ds.n)
+			require.NoError(t, err)
+			vm := G.NewTapeMachine(s.Graph())
+			defer vm.Close()
+			b := nn.Batch{N: ds.n, C: 3, H: 16, W: 16}
+			for i := range ds.n {
+				img, mask, _ := ds.Get(i, 0)
+				b.X, b.Masks = append(b.X, img...), append(b.Masks, mask...)
+			}
+			require.NoError(t, tg.Feed(b))
+			require.NoError(t, vm.RunAll())
+			want, err := nn.Scalar(tg.Loss.Value())
+			require.NoError(t, err)
+			assert.Greater(t, want, 0.0)
+			assert.InDelta(t, want, got["loss"], 1e-5*want)
+		})
 	}
 }

@@ -66,6 +66,7 @@ func TestSegTrainEvalFromAutoEncoder(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(lines[len(lines)-1]), &m))
 	assert.Contains(t, m, "val_miou")
 	assert.Contains(t, m, "val_iou_background")
+	assert.Greater(t, m["val_loss"], 0.0, "the training loss on the validation set")
 
 	img := filepath.Join(dir, "cm.png")
 	code, out, errOut = segtool(t, "eval", "--model", filepath.Join(run, "best.safetensors"), "--data", fix.data, "--json", "--confusion", img)

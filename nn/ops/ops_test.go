@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -315,4 +316,86 @@ func TestCrossEntropyValues(t *testing.T) {
 	v, err = segLoss(op, []float64{50, -50, -50, 50}, []float64{0, 1})
 	require.NoError(t, err)
 	require.InDelta(t, 1-(3.0/3), v, 1e-6)
+}
+
+// SegLossValue against the losses written out from their definitions.
+func TestSegLossValue(t *testing.T) {
+	const n, k, h, w, ignore = 2, 4, 3, 5, 9
+	r := rand.New(rand.NewPCG(5, 6))
+	logits := make([]float32, n*k*h*w)
+	for i := range logits {
+		logits[i] = float32(3 * r.NormFloat64())
+	}
+	labels := make([]float32, n*h*w)
+	for i := range labels {
+		labels[i] = float32(r.IntN(k))
+		if i%7 == 0 {
+			labels[i] = ignore
+		}
+	}
+	weights := []float64{0.5, 2, 1, 3}
+	// per labelled pixel: its class and the softmax
+	type px struct {
+		c int
+		p []float64
+	}
+	var pixels []px
+	for im := range n {
+		for j := range h * w {
+			c := int(labels[im*h*w+j])
+			if c == ignore {
+				continue
+			}
+			p, m := make([]float64, k), math.Inf(-1)
+			for q := range k {
+				m = max(m, float64(logits[(im*k+q)*h*w+j]))
+			}
+			var s float64
+			for q := range k {
+				p[q] = math.Exp(float64(logits[(im*k+q)*h*w+j]) - m)
+				s += p[q]
+			}
+			for q := range p {
+				p[q] /= s
+			}
+			pixels = append(pixels, px{c, p})
+		}
+	}
+	var ceNum, focNum, wsum float64
+	sp, sg, spg := make([]float64, k), make([]float64, k), make([]float64, k)
+	for _, x := range pixels {
+		wt := weights[x.c]
+		ceNum += -wt * math.Log(x.p[x.c])
+		focNum += -wt * math.Pow(1-x.p[x.c], 2) * math.Log(x.p[x.c])
+		wsum += wt
+		for q := range k {
+			g := 0.0
+			if q == x.c {
+				g = 1
+			}
+			sp[q] += x.p[q]
+			sg[q] += g
+			spg[q] += x.p[q] * g
+		}
+	}
+	var dice float64
+	for q := range k {
+		dice += (2*spg[q] + 1) / (sp[q] + sg[q] + 1)
+	}
+	for _, tc := range []struct {
+		opt  SegLossOptions
+		want float64
+	}{
+		{SegLossOptions{Kind: CrossEntropy, Ignore: ignore, Weights: weights}, ceNum / wsum},
+		{SegLossOptions{Kind: Focal, Ignore: ignore, Weights: weights}, focNum / wsum},
+		{SegLossOptions{Kind: Dice, Ignore: ignore}, 1 - dice/k},
+	} {
+		v, err := SegLossValue(logits, labels, n, k, h, w, tc.opt)
+		require.NoError(t, err)
+		assert.InDelta(t, tc.want, v, 1e-5*max(1, math.Abs(tc.want)), tc.opt.Kind.String())
+	}
+	_, err := SegLossValue(logits, labels[1:], n, k, h, w, SegLossOptions{Kind: CrossEntropy, Ignore: ignore})
+	assert.Error(t, err)
+	_, err = SegLossValue(logits, labels, n, k, h, w, SegLossOptions{Kind: CrossEntropy, Ignore: -1})
+	assert.ErrorContains(t, err, "not a class", "label 9 without an ignore index")
 }

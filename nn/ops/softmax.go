@@ -67,6 +67,23 @@ func SegLoss(logits, labels *G.Node, opt SegLossOptions) (*G.Node, error) {
 	return apply(op, logits, labels)
 }
 
+// SegLossValue is SegLoss's value for logits [n,k,h,w] and labels [n,h,w]
+// held in slices, outside any graph: the training loss measured on
+// validation data, say. It is the same code as the op's forward pass.
+func SegLossValue(logits, labels []float32, n, k, h, w int, opt SegLossOptions) (float64, error) {
+	if len(logits) != n*k*h*w || len(labels) != n*h*w {
+		return 0, fmt.Errorf("%v loss: %d logits and %d labels for [%d,%d,%d,%d]", opt.Kind, len(logits), len(labels), n, k, h, w)
+	}
+	if opt.Weights != nil && len(opt.Weights) != k {
+		return 0, fmt.Errorf("%v loss: %d class weights for %d classes", opt.Kind, len(opt.Weights), k)
+	}
+	if opt.Kind == Focal && opt.Gamma == 0 {
+		opt.Gamma = 2
+	}
+	op := &segLossOp{opBase: newBase(opt.Kind.String()), opt: opt, n: n, k: k, hw: h * w, shape: tensor.Shape{n, k, h, w}}
+	return segLoss(op, logits, labels)
+}
+
 type segLossOp struct {
 	opBase
 	opt      SegLossOptions

@@ -103,8 +103,11 @@ func TestWriteCurves(t *testing.T) {
 	assert.Zero(t, count(start[1], start[2], blue))
 
 	assert.Error(t, WriteCurves(path, nil))
-	_, err = os.Stat(filepath.Join(filepath.Dir(path), "curves.png.tmp"))
-	assert.True(t, os.IsNotExist(err))
+	// written atomically: no temporary file is left beside the picture
+	entries, err := os.ReadDir(filepath.Dir(path))
+	require.NoError(t, err)
+	require.Len(t, entries, 1)
+	assert.Equal(t, "curves.png", entries[0].Name())
 }
 
 func TestWriteCurvesLogAxis(t *testing.T) {
